@@ -1,0 +1,1 @@
+"""bff: a GraphQL backend-for-frontend for mobile apps, with live subscriptions."""

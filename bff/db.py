@@ -1,0 +1,169 @@
+"""The database: the only module that uses `databases`.
+
+One API over Postgres (asyncpg) and the embedded SQLite file. Queries are plain SQL
+with `:name` parameters; the few places where the dialects differ ask `db.dialect`
+or use the helpers here (`in_list`). Every statement is counted on the current
+request's `StatementCounter`, so tests can assert how many statements an operation
+costs, and on a Prometheus counter.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import databases
+from prometheus_client import Counter
+
+SQL_STATEMENTS = Counter("bff_sql_statements_total", "SQL statements sent to the database", ["dialect"])
+
+Row = dict[str, Any]
+Dialect = Literal["postgresql", "sqlite"]
+
+
+@dataclass
+class StatementCounter:
+    """Statements run while this counter is current (one per request, or per test)."""
+
+    count: int = 0
+    statements: list[str] = field(default_factory=list)
+
+    def add(self, sql: str) -> None:
+        self.count += 1
+        if len(self.statements) < 200:
+            self.statements.append(" ".join(sql.split())[:200])
+
+
+current_counter: contextvars.ContextVar[StatementCounter | None] = contextvars.ContextVar(
+    "bff_statement_counter", default=None
+)
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """Timestamps are ISO-8601 UTC text in SQLite, in one fixed format so text order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URL spellings people paste (postgres://, postgresql+asyncpg://)."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql+asyncpg://"):
+        return "postgresql://" + url[len("postgresql+asyncpg://") :]
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
+    return url
+
+
+class Database:
+    """A connection pool to Postgres or SQLite, with counted statements."""
+
+    def __init__(
+        self, url: str, *, pool_min: int = 2, pool_max: int = 10, statement_timeout_ms: int = 0
+    ) -> None:
+        self.url = normalise_url(url)
+        self.dialect: Dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        options: dict[str, Any]
+        if self.dialect == "postgresql":
+            server_settings = {"application_name": "bff"}
+            if statement_timeout_ms:
+                server_settings["statement_timeout"] = str(statement_timeout_ms)
+            options = {"min_size": pool_min, "max_size": pool_max, "server_settings": server_settings}
+        else:
+            # sqlite3's `timeout` is its busy timeout: writers wait for the file lock instead of failing.
+            options = {"timeout": 15}
+        self._db = databases.Database(self.url, **options)
+
+    async def connect(self) -> None:
+        await self._db.connect()
+        if self.dialect == "sqlite":
+            # WAL lets readers go on while a writer commits; it is a property of the file.
+            await self._db.execute("PRAGMA journal_mode=WAL")
+
+    async def disconnect(self) -> None:
+        await self._db.disconnect()
+
+    def in_list(self, column: str, param: str) -> str:
+        """`column` is one of the values of list parameter `param`, with a fixed statement text."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(:{param})"
+        return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+    def _values(self, values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if not values or self.dialect == "postgresql":
+            return dict(values) if values else None
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, list | tuple):
+                value = json.dumps(list(value))
+            elif isinstance(value, datetime):
+                value = sqlite_timestamp(value)
+            out[key] = value
+        return out
+
+    def _row(self, record: Any) -> Row:
+        row = dict(record._mapping)
+        if self.dialect == "sqlite":
+            for key, value in row.items():
+                if key.endswith("_at") and isinstance(value, str):
+                    row[key] = datetime.fromisoformat(value)
+        return row
+
+    def _count(self, sql: str) -> None:
+        SQL_STATEMENTS.labels(self.dialect).inc()
+        counter = current_counter.get()
+        if counter is not None:
+            counter.add(sql)
+
+    async def fetch_all(self, sql: str, values: Mapping[str, Any] | None = None) -> list[Row]:
+        self._count(sql)
+        records = await self._db.fetch_all(sql, self._values(values))
+        return [self._row(r) for r in records]
+
+    async def fetch_one(self, sql: str, values: Mapping[str, Any] | None = None) -> Row | None:
+        self._count(sql)
+        record = await self._db.fetch_one(sql, self._values(values))
+        return None if record is None else self._row(record)
+
+    async def fetch_val(self, sql: str, values: Mapping[str, Any] | None = None) -> Any:
+        self._count(sql)
+        return await self._db.fetch_val(sql, self._values(values))
+
+    async def execute(self, sql: str, values: Mapping[str, Any] | None = None) -> Any:
+        self._count(sql)
+        return await self._db.execute(sql, self._values(values))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One transaction on one connection for the statements awaited inside it."""
+        async with self._db.transaction():
+            yield
+
+    async def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Load many rows fast (seeding): COPY on Postgres, executemany on SQLite. Uncounted."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        async with self._db.connection() as conn:
+            raw = conn.raw_connection
+            if self.dialect == "postgresql":
+                await raw.copy_records_to_table(table, records=rows, columns=list(columns))
+            else:
+                converted = [
+                    tuple(sqlite_timestamp(v) if isinstance(v, datetime) else v for v in row) for row in rows
+                ]
+                marks = ", ".join("?" for _ in columns)
+                await raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", converted)
+                await raw.commit()
+        return len(rows)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._db.fetch_val("SELECT 1"))
+        except Exception:
+            return False

@@ -1,0 +1,26 @@
+"""Channel names and event payloads: what travels between instances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def chat_room(room_id: int) -> str:
+    return f"bff:room:{room_id}"
+
+
+def leaderboard(game_id: int) -> str:
+    return f"bff:leaderboard:{game_id}"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("an event is a JSON object")
+    return value

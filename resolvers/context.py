@@ -1,0 +1,41 @@
+"""The per-request context every resolver receives (as strawberry's `info.context`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bff.auth import TokenVerifier, Viewer
+from bff.config import Settings
+from bff.db import Database
+from bff.errors import BffError, ErrorCode
+from realtime.broker import Broker
+from resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    db: Database
+    broker: Broker
+    settings: Settings
+    tokens: TokenVerifier
+    viewer: Viewer | None = None
+    request_id: str = ""
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.db, self.viewer.user_id if self.viewer else None)
+
+    def set_viewer(self, viewer: Viewer | None) -> None:
+        """WebSockets learn the viewer at connection_init, after the context exists."""
+        self.viewer = viewer
+        self.loaders = Loaders(self.db, viewer.user_id if viewer else None)
+
+    def require_viewer(self) -> int:
+        """The viewer's user id; UNAUTHENTICATED for anonymous requests."""
+        if self.viewer is None:
+            raise BffError(ErrorCode.UNAUTHENTICATED, "Sign in: this needs `Authorization: Bearer <token>`")
+        return self.viewer.user_id
+
+    def fresh_loaders(self) -> Loaders:
+        """Loaders for one subscription event: a socket lives for hours, its caches must not."""
+        return Loaders(self.db, self.viewer.user_id if self.viewer else None)

@@ -1,0 +1,50 @@
+"""The home feed: newest posts of the people the viewer follows, one page per statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from resolvers.context import Context
+from resolvers.rows import PostRow
+
+# Postgres: newest `n` per followee through posts_author_created_idx, then the top `n` of those.
+_PG = """
+SELECT p.id, p.author_id, p.body, p.created_at
+FROM follows f
+CROSS JOIN LATERAL (
+  SELECT id, author_id, body, created_at FROM posts
+  WHERE author_id = f.followee_id {after}
+  ORDER BY created_at DESC, id DESC LIMIT :n
+) p
+WHERE f.follower_id = :viewer
+ORDER BY p.created_at DESC, p.id DESC
+LIMIT :n
+"""
+_PG_AFTER = "AND (created_at, id) < (:after_ts, :after_id)"
+
+# SQLite has no LATERAL; the same order and bounds with an IN over the followees.
+_SQLITE = """
+SELECT id, author_id, body, created_at FROM posts
+WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = :viewer) {after}
+ORDER BY created_at DESC, id DESC
+LIMIT :n
+"""
+_SQLITE_AFTER = "AND (created_at < :after_ts OR (created_at = :after_ts AND id < :after_id))"
+
+
+@dataclass(slots=True)
+class FeedPage:
+    posts: list[PostRow]
+    has_next_page: bool
+
+
+async def list_feed(ctx: Context, viewer_id: int, first: int, after: tuple[datetime, int] | None) -> FeedPage:
+    pg = ctx.db.dialect == "postgresql"
+    sql = (_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
+    values: dict[str, object] = {"viewer": viewer_id, "n": first + 1}
+    if after:
+        values["after_ts"], values["after_id"] = after
+    async with ctx.loaders.gate.list_fetch():
+        rows = await ctx.db.fetch_all(sql, values)
+    return FeedPage([PostRow.from_db(r) for r in rows[:first]], has_next_page=len(rows) > first)

@@ -1,0 +1,75 @@
+"""Games and leaderboards: each user's best score, ranked by points desc then user id asc."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from bff.errors import BffError, ErrorCode
+from realtime import channels
+from resolvers.context import Context
+from resolvers.rows import GameRow, LeaderboardRow, RankedScore
+
+MAX_POINTS = 2_147_483_647
+
+
+async def list_games(ctx: Context) -> list[GameRow]:
+    rows = await ctx.db.fetch_all("SELECT id, name FROM games ORDER BY id LIMIT 100")
+    return [GameRow(r["id"], r["name"]) for r in rows]
+
+
+async def get_game(ctx: Context, game_id: int) -> GameRow:
+    game = await ctx.loaders.game_by_id.load(game_id)
+    if game is None:
+        raise BffError(ErrorCode.NOT_FOUND, f"No game {game_id}")
+    return game
+
+
+async def leaderboard(ctx: Context, game_id: int, first: int, *, with_users: bool) -> list[LeaderboardRow]:
+    async with ctx.loaders.gate.list_fetch():
+        rows = await ctx.db.fetch_all(
+            "SELECT user_id, points FROM scores WHERE game_id = :g ORDER BY points DESC, user_id ASC LIMIT :n",
+            {"g": game_id, "n": first},
+        )
+    entries = [RankedScore(i + 1, r["points"], r["user_id"]) for i, r in enumerate(rows)]
+    users = await ctx.loaders.user_by_id.load_all([e.user_id for e in entries]) if with_users else [None] * len(entries)
+    return [LeaderboardRow(e, u) for e, u in zip(entries, users, strict=True)]
+
+
+@dataclass(slots=True)
+class ScoreResult:
+    game: GameRow
+    best: int
+    rank: int
+    improved: bool
+
+
+async def submit_score(ctx: Context, game_id: int, points: int) -> ScoreResult:
+    """Keeps the user's best score. Idempotent: the same submission twice changes nothing."""
+    viewer = ctx.require_viewer()
+    if not 0 <= points <= MAX_POINTS:
+        raise BffError(ErrorCode.BAD_USER_INPUT, f"points must be between 0 and {MAX_POINTS}")
+    game = await get_game(ctx, game_id)
+    greatest = "GREATEST" if ctx.db.dialect == "postgresql" else "MAX"
+    async with ctx.db.transaction():
+        before = await ctx.db.fetch_val(
+            "SELECT points FROM scores WHERE game_id = :g AND user_id = :u", {"g": game_id, "u": viewer}
+        )
+        best = await ctx.db.fetch_val(
+            "INSERT INTO scores (game_id, user_id, points, updated_at) VALUES (:g, :u, :p, :at) "
+            f"ON CONFLICT (game_id, user_id) DO UPDATE SET points = {greatest}(scores.points, excluded.points), "
+            "updated_at = CASE WHEN excluded.points > scores.points THEN excluded.updated_at ELSE scores.updated_at END "
+            "RETURNING points",
+            {"g": game_id, "u": viewer, "p": points, "at": datetime.now(UTC)},
+        )
+        rank = await ctx.db.fetch_val(
+            "SELECT COUNT(*) + 1 FROM scores WHERE game_id = :g AND (points > :p OR (points = :p AND user_id < :u))",
+            {"g": game_id, "p": best, "u": viewer},
+        )
+    improved = before is None or int(best) > int(before)
+    if improved:
+        event = {"game_id": game_id, "user_id": viewer, "points": int(best)}
+        await ctx.broker.publish(channels.leaderboard(game_id), orjson.dumps(event))
+    return ScoreResult(game, int(best), int(rank), improved)

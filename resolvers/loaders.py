@@ -1,0 +1,174 @@
+"""Every DataLoader, created per request, and the gate that lets their batches grow.
+
+aiodataloader dispatches a batch one loop tick after the first `load`. A screen like
+Home first runs a few list statements concurrently (feed page, leaderboard top) and only
+then knows which users, stats… it needs: dispatching per tick would send one users
+batch per list. The `FetchGate` holds loader dispatch while list statements of this
+request are in flight, so everything they reveal joins one batch per loader. It only
+delays: list statements never wait on loaders, so nothing can deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+from aiodataloader import DataLoader, Loader, dispatch_queue
+
+from bff.db import Database
+from resolvers.rows import GameRow, MessageRow, PostRow, PostStats, RoomRow, UserRow
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class FetchGate:
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._waiting: list[DataLoader] = []
+        self._flush_scheduled = False
+
+    @asynccontextmanager
+    async def list_fetch(self) -> AsyncIterator[None]:
+        """Wrap a list statement whose rows will feed loaders."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._waiting:
+                self._schedule()
+
+    def hold(self, loader: DataLoader) -> None:
+        self._waiting.append(loader)
+        if self._in_flight == 0:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        loop = asyncio.get_running_loop()
+        # Two hops, like aiodataloader's own dispatch: resolvers resumed by the same tick
+        # still get to enqueue their keys.
+        loop.call_soon(loop.call_soon, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._in_flight:
+            return  # the last list statement to finish schedules the flush again
+        waiting, self._waiting = self._waiting, []
+        for loader in waiting:
+            if loader._queue:
+                dispatch_queue(loader)
+
+
+class GatedLoader(DataLoader, Generic[K, V]):  # type: ignore[misc]
+    """A DataLoader whose batches are dispatched by the request's FetchGate."""
+
+    def __init__(self, gate: FetchGate, batch_fn: Callable[[list[K]], Awaitable[list[V]]]) -> None:
+        super().__init__(batch_load_fn=batch_fn, loop=asyncio.get_running_loop())
+        self._gate = gate
+
+    def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
+        self._queue.append(Loader(key=key, future=future))
+        if len(self._queue) == 1:
+            self._gate.hold(self)
+
+    async def load_all(self, keys: Sequence[K]) -> list[V]:
+        return list(await self.load_many(keys)) if keys else []
+
+
+def _by_key(rows: list[dict[str, Any]], column: str) -> dict[Any, dict[str, Any]]:
+    return {row[column]: row for row in rows}
+
+
+class Loaders:
+    """The per-request set: `<Thing>By<Key>`."""
+
+    def __init__(self, db: Database, viewer_id: int | None) -> None:
+        self.db = db
+        self.viewer_id = viewer_id
+        self.gate = FetchGate()
+        self.user_by_id: GatedLoader[int, UserRow | None] = GatedLoader(self.gate, self._users)
+        self.post_by_id: GatedLoader[int, PostRow | None] = GatedLoader(self.gate, self._posts)
+        self.post_stats_by_post_id: GatedLoader[int, PostStats] = GatedLoader(self.gate, self._post_stats)
+        self.game_by_id: GatedLoader[int, GameRow | None] = GatedLoader(self.gate, self._games)
+        self.room_by_id: GatedLoader[int, RoomRow | None] = GatedLoader(self.gate, self._rooms)
+        self.message_by_id: GatedLoader[int, MessageRow | None] = GatedLoader(self.gate, self._messages)
+        self.member_ids_by_room_id: GatedLoader[int, list[int]] = GatedLoader(self.gate, self._member_ids)
+        self.rooms_by_user_id: GatedLoader[int, list[RoomRow]] = GatedLoader(self.gate, self._rooms_of_users)
+
+    async def _users(self, ids: list[int]) -> list[UserRow | None]:
+        rows = await self.db.fetch_all(
+            "SELECT id, handle, display_name, avatar_url, created_at FROM users WHERE "
+            + self.db.in_list("id", "ids"),
+            {"ids": ids},
+        )
+        found = _by_key(rows, "id")
+        return [UserRow.from_db(found[i]) if i in found else None for i in ids]
+
+    async def _posts(self, ids: list[int]) -> list[PostRow | None]:
+        rows = await self.db.fetch_all(
+            "SELECT id, author_id, body, created_at FROM posts WHERE " + self.db.in_list("id", "ids"), {"ids": ids}
+        )
+        found = _by_key(rows, "id")
+        return [PostRow.from_db(found[i]) if i in found else None for i in ids]
+
+    async def _post_stats(self, ids: list[int]) -> list[PostStats]:
+        # Like count and "did the viewer like it" in one statement over the likes_post_idx.
+        rows = await self.db.fetch_all(
+            "SELECT post_id, COUNT(*) AS like_count, MAX(CASE WHEN user_id = :viewer THEN 1 ELSE 0 END) AS liked "
+            "FROM likes WHERE " + self.db.in_list("post_id", "ids") + " GROUP BY post_id",
+            {"ids": ids, "viewer": self.viewer_id or 0},
+        )
+        found = _by_key(rows, "post_id")
+        none = PostStats(0, False)
+        return [
+            PostStats(int(found[i]["like_count"]), bool(found[i]["liked"])) if i in found else none for i in ids
+        ]
+
+    async def _games(self, ids: list[int]) -> list[GameRow | None]:
+        rows = await self.db.fetch_all("SELECT id, name FROM games WHERE " + self.db.in_list("id", "ids"), {"ids": ids})
+        found = _by_key(rows, "id")
+        return [GameRow(i, found[i]["name"]) if i in found else None for i in ids]
+
+    async def _rooms(self, ids: list[int]) -> list[RoomRow | None]:
+        rows = await self.db.fetch_all(
+            "SELECT id, name FROM chat_rooms WHERE " + self.db.in_list("id", "ids"), {"ids": ids}
+        )
+        found = _by_key(rows, "id")
+        return [RoomRow(i, found[i]["name"]) if i in found else None for i in ids]
+
+    async def _messages(self, ids: list[int]) -> list[MessageRow | None]:
+        rows = await self.db.fetch_all(
+            "SELECT id, room_id, author_id, body, created_at, client_message_id FROM messages WHERE "
+            + self.db.in_list("id", "ids"),
+            {"ids": ids},
+        )
+        found = _by_key(rows, "id")
+        return [MessageRow.from_db(found[i]) if i in found else None for i in ids]
+
+    async def _member_ids(self, room_ids: list[int]) -> list[list[int]]:
+        rows = await self.db.fetch_all(
+            "SELECT room_id, user_id FROM room_members WHERE " + self.db.in_list("room_id", "ids")
+            + " ORDER BY room_id, user_id",
+            {"ids": room_ids},
+        )
+        members: dict[int, list[int]] = {r: [] for r in room_ids}
+        for row in rows:
+            members[row["room_id"]].append(row["user_id"])
+        return [members[r] for r in room_ids]
+
+    async def _rooms_of_users(self, user_ids: list[int]) -> list[list[RoomRow]]:
+        rows = await self.db.fetch_all(
+            "SELECT m.user_id, r.id, r.name FROM room_members m JOIN chat_rooms r ON r.id = m.room_id WHERE "
+            + self.db.in_list("m.user_id", "ids") + " ORDER BY m.user_id, r.id",
+            {"ids": user_ids},
+        )
+        rooms: dict[int, list[RoomRow]] = {u: [] for u in user_ids}
+        for row in rows:
+            rooms[row["user_id"]].append(RoomRow(row["id"], row["name"]))
+        return [rooms[u] for u in user_ids]

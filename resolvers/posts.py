@@ -1,0 +1,53 @@
+"""Posts: hydration by plan, likes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bff.errors import BffError, ErrorCode
+from resolvers.context import Context
+from resolvers.rows import PostRow, PostStats, PostView, UserRow
+
+
+async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bool) -> list[PostView]:
+    """Attach what the selection asked for, one batched load per kind for the whole page."""
+    ids = [p.id for p in posts]
+    want_stats = ctx.loaders.post_stats_by_post_id.load_all(ids) if stats else _nothing(len(posts))
+    want_authors = ctx.loaders.user_by_id.load_all([p.author_id for p in posts]) if author else _nothing(len(posts))
+    stats_list, authors = await asyncio.gather(want_stats, want_authors)
+    return [PostView(p, s, a) for p, s, a in zip(posts, stats_list, authors, strict=True)]
+
+
+async def _nothing(n: int) -> list[None]:
+    return [None] * n
+
+
+async def get_post(ctx: Context, post_id: int) -> PostRow:
+    post = await ctx.loaders.post_by_id.load(post_id)
+    if post is None:
+        raise BffError(ErrorCode.NOT_FOUND, f"No post {post_id}")
+    return post
+
+
+async def like_post(ctx: Context, post_id: int) -> PostRow:
+    """Idempotent: liking twice keeps one like."""
+    viewer = ctx.require_viewer()
+    post = await get_post(ctx, post_id)
+    await ctx.db.execute(
+        "INSERT INTO likes (user_id, post_id) VALUES (:u, :p) ON CONFLICT (user_id, post_id) DO NOTHING",
+        {"u": viewer, "p": post_id},
+    )
+    ctx.loaders.post_stats_by_post_id.clear(post_id)
+    return post
+
+
+async def unlike_post(ctx: Context, post_id: int) -> PostRow:
+    """Idempotent: unliking a post not liked is a no-op."""
+    viewer = ctx.require_viewer()
+    post = await get_post(ctx, post_id)
+    await ctx.db.execute("DELETE FROM likes WHERE user_id = :u AND post_id = :p", {"u": viewer, "p": post_id})
+    ctx.loaders.post_stats_by_post_id.clear(post_id)
+    return post
+
+
+__all__ = ["PostStats", "UserRow", "get_post", "hydrate", "like_post", "unlike_post"]
