@@ -70,7 +70,9 @@ class TokenVerifier:
             if user_id <= 0:
                 raise ValueError("sub must be a positive user id")
         except jwt.ExpiredSignatureError as exc:
-            raise BffError(ErrorCode.UNAUTHENTICATED, "The token has expired", reason="token_expired") from exc
+            raise BffError(
+                ErrorCode.UNAUTHENTICATED, "The token has expired", reason="token_expired"
+            ) from exc
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise BffError(ErrorCode.UNAUTHENTICATED, "The token is invalid", reason="invalid_token") from exc
         viewer = Viewer(user_id=user_id, expires_at=float(claims["exp"]))
@@ -85,5 +87,7 @@ class TokenVerifier:
             return None
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise BffError(ErrorCode.UNAUTHENTICATED, "Use `Authorization: Bearer <token>`", reason="invalid_token")
+            raise BffError(
+                ErrorCode.UNAUTHENTICATED, "Use `Authorization: Bearer <token>`", reason="invalid_token"
+            )
         return self.verify(token.strip())

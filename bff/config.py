@@ -21,21 +21,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
     bff_env: Literal["development", "test", "production"] = Field(
-        "development", description="development keeps introspection and detailed errors; production refuses placeholder secrets"
+        "development",
+        description="development keeps introspection and detailed errors; production refuses placeholder secrets",
     )
     host: str = Field("127.0.0.1", description="interface `bff run` binds")
     port: int = Field(8000, description="port `bff run` binds")
     web_concurrency: int = Field(1, ge=1, description="uvicorn worker processes for `bff run`")
 
-    database_url: str = Field("sqlite:///./bff.db", description="postgresql://… for Postgres; sqlite:///path for the embedded file")
+    database_url: str = Field(
+        "sqlite:///./bff.db", description="postgresql://… for Postgres; sqlite:///path for the embedded file"
+    )
     db_pool_min: int = Field(2, ge=1, description="Postgres pool: connections opened at start")
     db_pool_max: int = Field(10, ge=1, description="Postgres pool: maximum connections")
-    db_statement_timeout_ms: int = Field(5000, ge=0, description="Postgres statement_timeout for every connection (0 = off)")
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, description="Postgres statement_timeout for every connection (0 = off)"
+    )
 
-    redis_url: str | None = Field(None, description="redis://… enables the Redis broker; unset = in-process broker")
+    redis_url: str | None = Field(
+        None, description="redis://… enables the Redis broker; unset = in-process broker"
+    )
 
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), description="HS256 signing secret")
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", description="the only algorithm accepted")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", description="the only algorithm accepted"
+    )
     jwt_issuer: str = Field("bff", description="required `iss` claim")
     jwt_audience: str = Field("bff-mobile", description="required `aud` claim")
     jwt_leeway_seconds: int = Field(30, ge=0, description="clock skew allowed on exp/nbf/iat")
@@ -53,7 +62,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable console)")
     sentry_dsn: str | None = Field(None, description="switches sentry-sdk on")
-    sentry_traces_sample_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of requests traced in Sentry")
+    sentry_traces_sample_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of requests traced in Sentry"
+    )
     graceful_shutdown_seconds: int = Field(20, ge=0, description="time in-flight requests get after SIGTERM")
 
     @model_validator(mode="after")

@@ -158,7 +158,9 @@ class Database:
                     tuple(sqlite_timestamp(v) if isinstance(v, datetime) else v for v in row) for row in rows
                 ]
                 marks = ", ".join("?" for _ in columns)
-                await raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", converted)
+                await raw.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", converted
+                )
                 await raw.commit()
         return len(rows)
 

@@ -19,12 +19,27 @@ from typing import Any
 from bff.db import Database
 
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(users=200, follows=20, posts=2_000, likes=5_000, games=3, rooms=4, room_members=20, room_messages=100),
+    "tiny": dict(
+        users=200, follows=20, posts=2_000, likes=5_000, games=3, rooms=4, room_members=20, room_messages=100
+    ),
     "small": dict(
-        users=1_000, follows=50, posts=20_000, likes=100_000, games=3, rooms=10, room_members=50, room_messages=2_000
+        users=1_000,
+        follows=50,
+        posts=20_000,
+        likes=100_000,
+        games=3,
+        rooms=10,
+        room_members=50,
+        room_messages=2_000,
     ),
     "medium": dict(
-        users=10_000, follows=50, posts=200_000, likes=1_000_000, games=3, rooms=100, room_members=50,
+        users=10_000,
+        follows=50,
+        posts=200_000,
+        likes=1_000_000,
+        games=3,
+        rooms=100,
+        room_members=50,
         room_messages=2_000,
     ),
 }
@@ -34,11 +49,58 @@ FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kai
          "Quin", "Rae", "Sol", "Tia", "Uma", "Vic", "Wes", "Xan", "Yui", "Zed"]  # fmt: skip
 LAST = ["Stone", "Rivers", "Hale", "Moss", "Park", "Quill", "Reed", "Shaw", "Tate", "Vale", "Wolfe", "Young", "Ames",
         "Brook", "Crane", "Drake"]  # fmt: skip
-WORDS = (
-    "game level score win lose play again today friends team match boss loot quest map rank "
-    "great nice wow lol gg fast slow hard easy new old best worst fun chill night morning coffee "
-    "streak combo bonus jump run fly build craft trade chat join room party raid guild season"
-).split()
+WORDS = [
+    "game",
+    "level",
+    "score",
+    "win",
+    "lose",
+    "play",
+    "again",
+    "today",
+    "friends",
+    "team",
+    "match",
+    "boss",
+    "loot",
+    "quest",
+    "map",
+    "rank",
+    "great",
+    "nice",
+    "wow",
+    "lol",
+    "gg",
+    "fast",
+    "slow",
+    "hard",
+    "easy",
+    "new",
+    "old",
+    "best",
+    "worst",
+    "fun",
+    "chill",
+    "night",
+    "morning",
+    "coffee",
+    "streak",
+    "combo",
+    "bonus",
+    "jump",
+    "run",
+    "fly",
+    "build",
+    "craft",
+    "trade",
+    "chat",
+    "join",
+    "room",
+    "party",
+    "raid",
+    "guild",
+    "season",
+]
 GAMES = ["Block Drop", "Space Rocks", "Word Rush", "Kart Dash", "Tile Quest"]
 TABLES = ["users", "follows", "posts", "likes", "games", "scores", "chat_rooms", "room_members", "messages"]
 
@@ -127,7 +189,9 @@ def generate(size: str, seed: int = 42, anchor: datetime = ANCHOR) -> Iterator[t
         for off in offsets:
             mid += 1
             author = rng.choice(room_users[rid])  # drawn before the body, as the peers do
-            messages.append((mid, rid, author, _text(rng, 1, 20), start + timedelta(seconds=off), f"seed-{mid}"))
+            messages.append(
+                (mid, rid, author, _text(rng, 1, 20), start + timedelta(seconds=off), f"seed-{mid}")
+            )
     yield "messages", ["id", "room_id", "author_id", "body", "created_at", "client_message_id"], messages
 
 
@@ -141,7 +205,9 @@ class SeedResult:
 Progress = Callable[[str, int], None]
 
 
-async def seed(db: Database, size: str, *, seed: int = 42, reset: bool = False, progress: Progress | None = None) -> SeedResult:
+async def seed(
+    db: Database, size: str, *, seed: int = 42, reset: bool = False, progress: Progress | None = None
+) -> SeedResult:
     """Load `size` once. A database already seeded is left alone unless `reset` (which empties it first)."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
@@ -150,7 +216,9 @@ async def seed(db: Database, size: str, *, seed: int = 42, reset: bool = False, 
         return SeedResult(size=str(existing[0]["size"]), loaded=False, rows={})
     has_rows = await db.fetch_val("SELECT count(*) FROM users")
     if has_rows and not reset:
-        raise RuntimeError("the database already holds users that bff seed did not load; use --reset to replace them")
+        raise RuntimeError(
+            "the database already holds users that bff seed did not load; use --reset to replace them"
+        )
     async with db.transaction():
         for table in [*reversed(TABLES), "bff_seed"]:
             await db.execute(f"DELETE FROM {table}")

@@ -15,7 +15,9 @@ from prometheus_client import Counter, Gauge
 
 SUBSCRIBERS = Gauge("bff_hub_subscribers", "Local subscribers across all channels")
 DELIVERED = Counter("bff_events_delivered_total", "Events handed to local subscribers")
-OVERFLOWS = Counter("bff_subscriber_queue_overflows_total", "Subscribers dropped because their queue was full")
+OVERFLOWS = Counter(
+    "bff_subscriber_queue_overflows_total", "Subscribers dropped because their queue was full"
+)
 
 
 class SlowConsumer(Exception):

@@ -19,7 +19,9 @@ from realtime.hub import Hub, Subscription
 from realtime.memory import PUBLISHED
 
 log = structlog.get_logger("bff.broker")
-RECONNECTS = Counter("bff_broker_reconnects_total", "Times the Redis subscriber connection was re-established")
+RECONNECTS = Counter(
+    "bff_broker_reconnects_total", "Times the Redis subscriber connection was re-established"
+)
 
 
 class RedisBroker:
@@ -27,7 +29,9 @@ class RedisBroker:
 
     def __init__(self, url: str, queue_size: int = 1000) -> None:
         self._url = url
-        self._client = redis.Redis.from_url(url, max_connections=16, socket_connect_timeout=5, health_check_interval=30)
+        self._client = redis.Redis.from_url(
+            url, max_connections=16, socket_connect_timeout=5, health_check_interval=30
+        )
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self.hub = Hub(self._subscribe_upstream, self._unsubscribe_upstream, queue_size)
         self._reader: asyncio.Task[None] | None = None
@@ -42,7 +46,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._client.aclose()
 
     async def ping(self) -> bool:
@@ -78,7 +82,9 @@ class RedisBroker:
                 backoff = 0.1
                 if message and message["type"] == "message":
                     channel = message["channel"]
-                    self.hub.deliver(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
+                    self.hub.deliver(
+                        channel.decode() if isinstance(channel, bytes) else channel, message["data"]
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -88,7 +94,7 @@ class RedisBroker:
                 backoff = min(backoff * 2, 5.0)
                 channels = self.hub.channels()
                 with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                 self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 with contextlib.suppress(Exception):
                     if channels:

@@ -40,7 +40,9 @@ class HistoryPage:
     has_previous_page: bool
 
 
-async def history(ctx: Context, room_id: int, last: int, before: int | None, *, with_authors: bool) -> HistoryPage:
+async def history(
+    ctx: Context, room_id: int, last: int, before: int | None, *, with_authors: bool
+) -> HistoryPage:
     """The `last` messages before message id `before` (or the newest), oldest first."""
     where = "room_id = :r" + (" AND id < :before" if before is not None else "")
     values: dict[str, object] = {"r": room_id, "n": last + 1}
@@ -53,7 +55,9 @@ async def history(ctx: Context, room_id: int, last: int, before: int | None, *, 
     has_previous = len(rows) > last
     messages = [MessageRow.from_db(r) for r in reversed(rows[:last])]
     authors = (
-        await ctx.loaders.user_by_id.load_all([m.author_id for m in messages]) if with_authors else [None] * len(messages)
+        await ctx.loaders.user_by_id.load_all([m.author_id for m in messages])
+        if with_authors
+        else [None] * len(messages)
     )
     return HistoryPage([MessageView(m, a) for m, a in zip(messages, authors, strict=True)], has_previous)
 
@@ -78,7 +82,9 @@ def _validate(ctx: Context, body: str, client_message_id: str) -> str:
         raise BffError(ErrorCode.BAD_USER_INPUT, "A message needs a body", field="body")
     limit = ctx.settings.max_message_chars
     if len(body) > limit:
-        raise BffError(ErrorCode.BAD_USER_INPUT, f"A message body holds at most {limit} characters", field="body")
+        raise BffError(
+            ErrorCode.BAD_USER_INPUT, f"A message body holds at most {limit} characters", field="body"
+        )
     if "\x00" in body:
         raise BffError(ErrorCode.BAD_USER_INPUT, "A message body cannot contain NUL characters", field="body")
     return body

@@ -34,7 +34,11 @@ async def leaderboard(ctx: Context, game_id: int, first: int, *, with_users: boo
             {"g": game_id, "n": first},
         )
     entries = [RankedScore(i + 1, r["points"], r["user_id"]) for i, r in enumerate(rows)]
-    users = await ctx.loaders.user_by_id.load_all([e.user_id for e in entries]) if with_users else [None] * len(entries)
+    users = (
+        await ctx.loaders.user_by_id.load_all([e.user_id for e in entries])
+        if with_users
+        else [None] * len(entries)
+    )
     return [LeaderboardRow(e, u) for e, u in zip(entries, users, strict=True)]
 
 

@@ -11,9 +11,9 @@ delays: list statements never wait on loaders, so nothing can deadlock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader, Loader, dispatch_queue
 
@@ -27,7 +27,7 @@ V = TypeVar("V")
 class FetchGate:
     def __init__(self) -> None:
         self._in_flight = 0
-        self._waiting: list[DataLoader] = []
+        self._waiting: list[DataLoader[Any, Any]] = []
         self._flush_scheduled = False
 
     @asynccontextmanager
@@ -41,7 +41,7 @@ class FetchGate:
             if self._in_flight == 0 and self._waiting:
                 self._schedule()
 
-    def hold(self, loader: DataLoader) -> None:
+    def hold(self, loader: DataLoader[Any, Any]) -> None:
         self._waiting.append(loader)
         if self._in_flight == 0:
             self._schedule()
@@ -65,10 +65,10 @@ class FetchGate:
                 dispatch_queue(loader)
 
 
-class GatedLoader(DataLoader, Generic[K, V]):  # type: ignore[misc]
+class GatedLoader(DataLoader[K, V]):
     """A DataLoader whose batches are dispatched by the request's FetchGate."""
 
-    def __init__(self, gate: FetchGate, batch_fn: Callable[[list[K]], Awaitable[list[V]]]) -> None:
+    def __init__(self, gate: FetchGate, batch_fn: Callable[[list[K]], Coroutine[Any, Any, list[V]]]) -> None:
         super().__init__(batch_load_fn=batch_fn, loop=asyncio.get_running_loop())
         self._gate = gate
 
@@ -112,7 +112,8 @@ class Loaders:
 
     async def _posts(self, ids: list[int]) -> list[PostRow | None]:
         rows = await self.db.fetch_all(
-            "SELECT id, author_id, body, created_at FROM posts WHERE " + self.db.in_list("id", "ids"), {"ids": ids}
+            "SELECT id, author_id, body, created_at FROM posts WHERE " + self.db.in_list("id", "ids"),
+            {"ids": ids},
         )
         found = _by_key(rows, "id")
         return [PostRow.from_db(found[i]) if i in found else None for i in ids]
@@ -127,11 +128,14 @@ class Loaders:
         found = _by_key(rows, "post_id")
         none = PostStats(0, False)
         return [
-            PostStats(int(found[i]["like_count"]), bool(found[i]["liked"])) if i in found else none for i in ids
+            PostStats(int(found[i]["like_count"]), bool(found[i]["liked"])) if i in found else none
+            for i in ids
         ]
 
     async def _games(self, ids: list[int]) -> list[GameRow | None]:
-        rows = await self.db.fetch_all("SELECT id, name FROM games WHERE " + self.db.in_list("id", "ids"), {"ids": ids})
+        rows = await self.db.fetch_all(
+            "SELECT id, name FROM games WHERE " + self.db.in_list("id", "ids"), {"ids": ids}
+        )
         found = _by_key(rows, "id")
         return [GameRow(i, found[i]["name"]) if i in found else None for i in ids]
 
@@ -153,7 +157,8 @@ class Loaders:
 
     async def _member_ids(self, room_ids: list[int]) -> list[list[int]]:
         rows = await self.db.fetch_all(
-            "SELECT room_id, user_id FROM room_members WHERE " + self.db.in_list("room_id", "ids")
+            "SELECT room_id, user_id FROM room_members WHERE "
+            + self.db.in_list("room_id", "ids")
             + " ORDER BY room_id, user_id",
             {"ids": room_ids},
         )
@@ -165,7 +170,8 @@ class Loaders:
     async def _rooms_of_users(self, user_ids: list[int]) -> list[list[RoomRow]]:
         rows = await self.db.fetch_all(
             "SELECT m.user_id, r.id, r.name FROM room_members m JOIN chat_rooms r ON r.id = m.room_id WHERE "
-            + self.db.in_list("m.user_id", "ids") + " ORDER BY m.user_id, r.id",
+            + self.db.in_list("m.user_id", "ids")
+            + " ORDER BY m.user_id, r.id",
             {"ids": user_ids},
         )
         rooms: dict[int, list[RoomRow]] = {u: [] for u in user_ids}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from bff.errors import BffError, ErrorCode
 from resolvers.context import Context
@@ -12,14 +13,19 @@ from resolvers.rows import PostRow, PostStats, PostView, UserRow
 async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bool) -> list[PostView]:
     """Attach what the selection asked for, one batched load per kind for the whole page."""
     ids = [p.id for p in posts]
-    want_stats = ctx.loaders.post_stats_by_post_id.load_all(ids) if stats else _nothing(len(posts))
-    want_authors = ctx.loaders.user_by_id.load_all([p.author_id for p in posts]) if author else _nothing(len(posts))
+    none: list[None] = [None] * len(posts)
+    want_stats: Awaitable[list[PostStats] | list[None]] = (
+        ctx.loaders.post_stats_by_post_id.load_all(ids) if stats else _nothing(none)
+    )
+    want_authors: Awaitable[list[UserRow | None] | list[None]] = (
+        ctx.loaders.user_by_id.load_all([p.author_id for p in posts]) if author else _nothing(none)
+    )
     stats_list, authors = await asyncio.gather(want_stats, want_authors)
     return [PostView(p, s, a) for p, s, a in zip(posts, stats_list, authors, strict=True)]
 
 
-async def _nothing(n: int) -> list[None]:
-    return [None] * n
+async def _nothing(none: list[None]) -> list[None]:
+    return none
 
 
 async def get_post(ctx: Context, post_id: int) -> PostRow:

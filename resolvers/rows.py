@@ -20,13 +20,23 @@ class UserRow:
         return cls(row["id"], row["handle"], row["display_name"], row["avatar_url"], row["created_at"])
 
     def to_event(self) -> dict[str, Any]:
-        return {"id": self.id, "handle": self.handle, "display_name": self.display_name, "avatar_url": self.avatar_url,
-                "created_at": self.created_at.isoformat()}  # fmt: skip
+        return {
+            "id": self.id,
+            "handle": self.handle,
+            "display_name": self.display_name,
+            "avatar_url": self.avatar_url,
+            "created_at": self.created_at.isoformat(),
+        }
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> UserRow:
-        return cls(data["id"], data["handle"], data["display_name"], data["avatar_url"],
-                   datetime.fromisoformat(data["created_at"]))  # fmt: skip
+        return cls(
+            data["id"],
+            data["handle"],
+            data["display_name"],
+            data["avatar_url"],
+            datetime.fromisoformat(data["created_at"]),
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,17 +102,35 @@ class MessageRow:
 
     @classmethod
     def from_db(cls, row: dict[str, Any]) -> MessageRow:
-        return cls(row["id"], row["room_id"], row["author_id"], row["body"], row["created_at"],
-                   row["client_message_id"])  # fmt: skip
+        return cls(
+            row["id"],
+            row["room_id"],
+            row["author_id"],
+            row["body"],
+            row["created_at"],
+            row["client_message_id"],
+        )
 
     def to_event(self) -> dict[str, Any]:
-        return {"id": self.id, "room_id": self.room_id, "author_id": self.author_id, "body": self.body,
-                "created_at": self.created_at.isoformat(), "client_message_id": self.client_message_id}  # fmt: skip
+        return {
+            "id": self.id,
+            "room_id": self.room_id,
+            "author_id": self.author_id,
+            "body": self.body,
+            "created_at": self.created_at.isoformat(),
+            "client_message_id": self.client_message_id,
+        }
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> MessageRow:
-        return cls(data["id"], data["room_id"], data["author_id"], data["body"],
-                   datetime.fromisoformat(data["created_at"]), data["client_message_id"])  # fmt: skip
+        return cls(
+            data["id"],
+            data["room_id"],
+            data["author_id"],
+            data["body"],
+            datetime.fromisoformat(data["created_at"]),
+            data["client_message_id"],
+        )
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -25,4 +26,11 @@ async def _main() -> None:
     await engine.dispose()
 
 
-asyncio.run(_main())
+try:
+    asyncio.get_running_loop()
+except RuntimeError:
+    asyncio.run(_main())
+else:
+    # Called from inside an event loop (an async test or caller): run in a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _main()).result()

@@ -93,5 +93,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("bff_seed")
-    for table in ("messages", "room_members", "chat_rooms", "scores", "games", "likes", "posts", "follows", "users"):
+    for table in (
+        "messages",
+        "room_members",
+        "chat_rooms",
+        "scores",
+        "games",
+        "likes",
+        "posts",
+        "follows",
+        "users",
+    ):
         op.drop_table(table)

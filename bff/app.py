@@ -1,0 +1,67 @@
+"""The app factory: `create_app()` wires settings, services, routes and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from bff.config import Settings, load_settings
+from bff.graphql_http import GraphQLHTTP, wants_html
+from bff.health import healthz, metrics, readyz
+from bff.middleware import RequestContextMiddleware
+from bff.observability import configure_logging, configure_sentry
+from bff.playground import playground
+from bff.services import Services
+from bff.websocket import GraphQLWebSocket
+
+STATIC = Path(__file__).resolve().parent / "static"
+log = structlog.get_logger("bff.app")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    configure_sentry(settings)
+    services = Services.from_settings(settings)
+    http = GraphQLHTTP(services)
+    websocket = GraphQLWebSocket(services)
+
+    async def graphql(request: Request) -> Response:
+        if request.method == "GET" and wants_html(request):
+            return await playground(request)
+        return await http.handle(request)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        log.info("started", database=services.db.dialect, broker=services.broker.name, env=settings.bff_env)
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            await services.close()
+            log.info("stopped")
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+            WebSocketRoute("/graphql", websocket),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.draining = False
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,276 @@
+"""GraphQL over HTTP, as the GraphQL-over-HTTP spec says.
+
+- POST with `application/json`; GET for queries only (a mutation over GET gets 405).
+- `Accept: application/graphql-response+json` (or `*/*`): request errors (unparsable JSON,
+  parse, validation, limits) get 4xx; `Accept: application/json` keeps 200 for
+  well-formed requests whose document fails, as older clients expect.
+- Bodies above MAX_BODY_BYTES get 413 before they are read in full; batches get 400.
+- A present but invalid bearer token gets 401: a phone must refresh it, not see anonymous data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema._graphql_core import execution_context_class_kwargs
+
+from bff.db import StatementCounter, current_counter
+from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
+from bff.errors import BffError, ErrorCode, format_error
+from bff.observability import ERRORS, REQUEST_SECONDS, operation_label
+from bff.services import Services
+from resolvers.context import Context
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+
+class RequestRefused(Exception):
+    """The HTTP request itself is wrong: answered with `status` and one error."""
+
+    def __init__(
+        self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _media_types(header: str) -> list[tuple[str, float]]:
+    out = []
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media, q = fields[0].lower(), 1.0
+        for param in fields[1:]:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if media:
+            out.append((media, q))
+    return out
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type, or None when the client accepts neither JSON type."""
+    if not accept:
+        return JSON  # the spec's legacy default
+    best: tuple[float, int, str] | None = None
+    for media, q in _media_types(accept):
+        if q <= 0:
+            continue
+        if media == GRAPHQL_RESPONSE:
+            choice = (q, 2, GRAPHQL_RESPONSE)
+        elif media == JSON:
+            choice = (q, 1, JSON)
+        elif media in ("*/*", "application/*"):
+            choice = (q, 0, JSON)
+        else:
+            continue
+        if best is None or choice[:2] > best[:2]:
+            best = choice
+    return best[2] if best else None
+
+
+def wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and not request.query_params.get("query")
+
+
+class GraphQLHTTP:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.schema = services.schema
+        self.documents = DocumentCache(services.schema._schema, services.settings)
+
+    async def handle(self, request: Request) -> Response:
+        media = negotiate(request.headers.get("accept"))
+        if media is None:
+            return self._refusal(
+                RequestRefused(
+                    406, ErrorCode.BAD_REQUEST, "Accept application/graphql-response+json or application/json"
+                ),
+                JSON,
+            )
+        try:
+            params = await self._params(request)
+            return await self._run(request, params, media)
+        except RequestRefused as refused:
+            return self._refusal(refused, media)
+
+    # -- reading the request -------------------------------------------------------------
+
+    async def _params(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            query = request.query_params
+            params: dict[str, Any] = {
+                "query": query.get("query"),
+                "operationName": query.get("operationName"),
+            }
+            for key in ("variables", "extensions"):
+                raw = query.get(key)
+                if raw:
+                    try:
+                        params[key] = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        raise RequestRefused(
+                            400, ErrorCode.BAD_REQUEST, f"`{key}` is not valid JSON"
+                        ) from None
+            return self._checked(params)
+        if request.method != "POST":
+            raise RequestRefused(405, ErrorCode.METHOD_NOT_ALLOWED, "Use GET or POST", {"Allow": "GET, POST"})
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != JSON:
+            raise RequestRefused(
+                415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "POST a JSON body (Content-Type: application/json)"
+            )
+        body = await self._read_body(request)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "The body is not valid JSON") from None
+        if isinstance(parsed, list):
+            raise RequestRefused(
+                400, ErrorCode.BATCHING_NOT_ENABLED, "Batched requests are not enabled: send one operation"
+            )
+        if not isinstance(parsed, dict):
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "The body must be a JSON object")
+        return self._checked(parsed)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestRefused(
+                413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestRefused(
+                    413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _checked(params: dict[str, Any]) -> dict[str, Any]:
+        query = params.get("query")
+        if not isinstance(query, str) or not query:
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`query` must be a non-empty string")
+        if params.get("variables") is not None and not isinstance(params["variables"], dict):
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`variables` must be an object")
+        if params.get("operationName") is not None and not isinstance(params["operationName"], str):
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string")
+        if params.get("extensions") is not None and not isinstance(params["extensions"], dict):
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`extensions` must be an object")
+        return params
+
+    # -- running it ----------------------------------------------------------------------
+
+    async def _run(self, request: Request, params: dict[str, Any], media: str) -> Response:
+        started = time.perf_counter()
+        state = request.scope["state"]
+        try:
+            prepared = self.documents.prepare(params["query"])
+            name, kind = prepared.operation(params.get("operationName"))
+        except DocumentRefused as refused:
+            return self._errors_response(
+                refused.errors, media, status=400 if media == GRAPHQL_RESPONSE else 200
+            )
+        except BffError as error:
+            return self._errors_response(
+                [error.to_graphql()], media, status=400 if media == GRAPHQL_RESPONSE else 200
+            )
+        state["operation_name"], state["operation_kind"] = name, kind.value
+        if kind is OperationType.SUBSCRIPTION:
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "Subscriptions run over WebSocket on this path")
+        if kind is OperationType.MUTATION and request.method == "GET":
+            raise RequestRefused(405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations need POST", {"Allow": "POST"})
+        try:
+            viewer = self.services.tokens.from_authorization(request.headers.get("authorization"))
+        except BffError as error:
+            raise RequestRefused(
+                401, error.code, error.message, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
+        context = Context(
+            db=self.services.db,
+            broker=self.services.broker,
+            settings=self.settings,
+            tokens=self.services.tokens,
+            viewer=viewer,
+            request_id=state.get("request_id", ""),
+        )
+        counter = StatementCounter()
+        token = current_counter.set(counter)
+        try:
+            result = await self._execute(prepared, name, params.get("variables"), context)
+        finally:
+            current_counter.reset(token)
+            state["sql_statements"] = counter.count
+            REQUEST_SECONDS.labels(operation_label(name), kind.value).observe(time.perf_counter() - started)
+        status = 200
+        if result.data is None and result.errors and media == GRAPHQL_RESPONSE:
+            # Variable coercion failed before execution: a request error.
+            status = 400
+        return self._result_response(result, media, status, state)
+
+    async def _execute(
+        self, prepared: PreparedDocument, name: str | None, variables: dict[str, Any] | None, context: Context
+    ) -> ExecutionResult:
+        result = execute(
+            self.schema._schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=name,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+            # The keyword strawberry passes depends on the graphql-core version.
+            **execution_context_class_kwargs(self.schema.execution_context_class),
+            operation_extensions=None,
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return result
+
+    # -- answering -----------------------------------------------------------------------
+
+    def _result_response(
+        self, result: ExecutionResult, media: str, status: int, state: dict[str, Any]
+    ) -> Response:
+        body: dict[str, Any] = {}
+        if result.errors:
+            errors = [format_error(e, debug=self.settings.is_development) for e in result.errors]
+            codes = [e["extensions"]["code"] for e in errors]
+            for code in codes:
+                ERRORS.labels(code).inc()
+            state["error_codes"] = codes
+            body["errors"] = errors
+        if result.data is not None or not result.errors:
+            body["data"] = result.data
+        return Response(orjson.dumps(body), status_code=status, media_type=media)
+
+    def _errors_response(self, errors: list[GraphQLError], media: str, status: int) -> Response:
+        formatted = [format_error(e) for e in errors]
+        for error in formatted:
+            ERRORS.labels(error["extensions"]["code"]).inc()
+        return Response(orjson.dumps({"errors": formatted}), status_code=status, media_type=media)
+
+    @staticmethod
+    def _refusal(refused: RequestRefused, media: str) -> Response:
+        ERRORS.labels(refused.code.value).inc()
+        body = {"errors": [{"message": refused.message, "extensions": {"code": refused.code.value}}]}
+        return Response(
+            orjson.dumps(body), status_code=refused.status, media_type=media, headers=refused.headers
+        )

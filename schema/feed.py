@@ -1,0 +1,101 @@
+"""Posts and the home feed connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from resolvers.context import Context
+from resolvers.rows import PostRow, PostView
+from schema.node import Node
+from schema.relay import encode_feed_cursor, to_global_id
+from schema.users import User
+
+
+@strawberry.type(description="A post in someone's feed.")
+class Post(Node):
+    body: str = strawberry.field(description="The text of the post.")
+    created_at: datetime = strawberry.field(description="When it was posted (ISO 8601, UTC).")
+    pk: strawberry.Private[int]
+    author_pk: strawberry.Private[int]
+    # Filled by list resolvers that fetched them by plan; loaded on demand otherwise.
+    hydrated: strawberry.Private[PostView | None]
+
+    @classmethod
+    def from_row(cls, row: PostRow, view: PostView | None = None) -> Post:
+        return cls(
+            id=strawberry.ID(to_global_id("Post", row.id)),
+            body=row.body,
+            created_at=row.created_at,
+            pk=row.id,
+            author_pk=row.author_id,
+            hydrated=view,
+        )
+
+    @strawberry.field(description="How many users like this post.")
+    def like_count(self, info: Info[Context, None]) -> int:
+        if self.hydrated is not None and self.hydrated.stats is not None:
+            return self.hydrated.stats.like_count
+        return _then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.like_count)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Whether the signed-in viewer likes this post (false when anonymous).")
+    def viewer_has_liked(self, info: Info[Context, None]) -> bool:
+        if self.hydrated is not None and self.hydrated.stats is not None:
+            return self.hydrated.stats.viewer_has_liked
+        return _then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.viewer_has_liked)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Who wrote the post.")
+    def author(self, info: Info[Context, None]) -> User:
+        if self.hydrated is not None and self.hydrated.author is not None:
+            return User.from_row(self.hydrated.author)
+        return _then(info.context.loaders.user_by_id.load(self.author_pk), User.from_row)  # type: ignore[no-any-return]
+
+
+def _then(future: Any, convert: Any) -> Any:
+    """An awaitable of `convert(result)`: lets a sync resolver hand graphql-core a loader future."""
+
+    async def wait() -> Any:
+        return convert(await future)
+
+    return wait()
+
+
+@strawberry.type(description="A post and its position in the connection.")
+class PostEdge:
+    cursor: str = strawberry.field(description="Opaque position: pass it as `after` to continue from here.")
+    node: Post = strawberry.field(description="The post.")
+
+
+@strawberry.type(description="Where a page sits in a connection.")
+class PageInfo:
+    end_cursor: str | None = strawberry.field(description="Cursor of the last edge; null on an empty page.")
+    has_next_page: bool = strawberry.field(description="Whether more items follow this page.")
+    start_cursor: str | None = strawberry.field(default=None, description="Cursor of the first edge.")
+    has_previous_page: bool = strawberry.field(default=False, description="Whether items precede this page.")
+
+
+@strawberry.type(description="A page of posts, newest first (Relay cursor connection).")
+class PostConnection:
+    edges: list[PostEdge] = strawberry.field(description="The posts of this page, newest first.")
+    page_info: PageInfo = strawberry.field(description="Cursors and whether more pages follow.")
+
+    @classmethod
+    def from_views(
+        cls, views: list[PostView], has_next_page: bool, has_previous_page: bool
+    ) -> PostConnection:
+        edges = [
+            PostEdge(cursor=encode_feed_cursor(v.post.created_at, v.post.id), node=Post.from_row(v.post, v))
+            for v in views
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                end_cursor=edges[-1].cursor if edges else None,
+                has_next_page=has_next_page,
+                start_cursor=edges[0].cursor if edges else None,
+                has_previous_page=has_previous_page,
+            ),
+        )
