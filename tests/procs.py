@@ -65,7 +65,7 @@ def start_server(tmp_dir: Path, env: dict[str, str], name: str = "bff") -> Serve
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "5",
-        ],  # fmt: skip
+        ],
         cwd=ROOT,
         env=full_env,
         stdout=log_file,
