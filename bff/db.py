@@ -158,10 +158,12 @@ class Database:
                     tuple(sqlite_timestamp(v) if isinstance(v, datetime) else v for v in row) for row in rows
                 ]
                 marks = ", ".join("?" for _ in columns)
+                # The connection autocommits: without an explicit transaction every row is a commit.
+                await raw.execute("BEGIN")
                 await raw.executemany(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", converted
                 )
-                await raw.commit()
+                await raw.execute("COMMIT")
         return len(rows)
 
     async def ping(self) -> bool:
