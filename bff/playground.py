@@ -10,6 +10,7 @@ PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>bff playground</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/graphiql/graphiql.min.css">
 </head>
 <body style="margin:0;height:100vh">

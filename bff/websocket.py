@@ -7,6 +7,7 @@ request's Authorization header; a bad token closes the socket with 4403.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -36,6 +37,11 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             graphql_ide=None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            # A socket that never sends connection_init is closed with 4408 after this.
+            connection_init_wait_timeout=timedelta(seconds=10),
+            # Legacy graphql-ws clients expect keep-alive messages; graphql-transport-ws uses ping/pong.
+            keep_alive=True,
+            keep_alive_interval=15,
         )
         self.services = services
 
