@@ -56,23 +56,32 @@ async def submit_score(ctx: Context, game_id: int, points: int) -> ScoreResult:
     if not 0 <= points <= MAX_POINTS:
         raise BffError(ErrorCode.BAD_USER_INPUT, f"points must be between 0 and {MAX_POINTS}")
     game = await get_game(ctx, game_id)
-    greatest = "GREATEST" if ctx.db.dialect == "postgresql" else "MAX"
-    async with ctx.db.transaction():
-        before = await ctx.db.fetch_val(
+    # Write first, one statement at a time, each atomic on its own: no read-then-write transaction,
+    # which SQLite refuses (SQLITE_BUSY_SNAPSHOT, "database is locked") when a concurrent
+    # submission commits between the read and the write.
+    key = {"g": game_id, "u": viewer, "p": points, "at": datetime.now(UTC)}
+    best = await ctx.db.fetch_val(
+        "INSERT INTO scores (game_id, user_id, points, updated_at) VALUES (:g, :u, :p, :at) "
+        "ON CONFLICT (game_id, user_id) DO NOTHING RETURNING points",
+        key,
+    )
+    improved = best is not None
+    if not improved:
+        # The row exists (committed: a concurrent insert of it was waited for): raise it if lower.
+        best = await ctx.db.fetch_val(
+            "UPDATE scores SET points = :p, updated_at = :at "
+            "WHERE game_id = :g AND user_id = :u AND points < :p RETURNING points",
+            key,
+        )
+        improved = best is not None
+    if not improved:
+        best = await ctx.db.fetch_val(
             "SELECT points FROM scores WHERE game_id = :g AND user_id = :u", {"g": game_id, "u": viewer}
         )
-        best = await ctx.db.fetch_val(
-            "INSERT INTO scores (game_id, user_id, points, updated_at) VALUES (:g, :u, :p, :at) "
-            f"ON CONFLICT (game_id, user_id) DO UPDATE SET points = {greatest}(scores.points, excluded.points), "
-            "updated_at = CASE WHEN excluded.points > scores.points THEN excluded.updated_at ELSE scores.updated_at END "
-            "RETURNING points",
-            {"g": game_id, "u": viewer, "p": points, "at": datetime.now(UTC)},
-        )
-        rank = await ctx.db.fetch_val(
-            "SELECT COUNT(*) + 1 FROM scores WHERE game_id = :g AND (points > :p OR (points = :p AND user_id < :u))",
-            {"g": game_id, "p": best, "u": viewer},
-        )
-    improved = before is None or int(best) > int(before)
+    rank = await ctx.db.fetch_val(
+        "SELECT COUNT(*) + 1 FROM scores WHERE game_id = :g AND (points > :p OR (points = :p AND user_id < :u))",
+        {"g": game_id, "p": best, "u": viewer},
+    )
     if improved:
         event = {"game_id": game_id, "user_id": viewer, "points": int(best)}
         await ctx.broker.publish(channels.leaderboard(game_id), orjson.dumps(event))
