@@ -16,6 +16,8 @@ import jwt
 from bff.config import Settings
 from bff.errors import BffError, ErrorCode
 
+MAX_USER_ID = 2**63 - 1  # BIGINT
+
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
@@ -67,8 +69,8 @@ class TokenVerifier:
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
             user_id = int(claims["sub"])
-            if user_id <= 0:
-                raise ValueError("sub must be a positive user id")
+            if not 0 < user_id <= MAX_USER_ID:
+                raise ValueError("sub must be a user id in the database's range")
         except jwt.ExpiredSignatureError as exc:
             raise BffError(
                 ErrorCode.UNAUTHENTICATED, "The token has expired", reason="token_expired"

@@ -80,17 +80,30 @@ def format_error(error: GraphQLError, *, debug: bool = False) -> dict[str, Any]:
     if isinstance(original, BffError):
         out["message"] = original.message
         extensions = dict(original.extensions)
-    elif original is not None:
+    elif original is not None and not isinstance(original, GraphQLError):
         report_exception(original, path=error.path)
         out["message"] = "Internal server error"
         extensions = error_extensions(ErrorCode.INTERNAL_SERVER_ERROR)
         if debug:
             extensions["debug"] = f"{type(original).__name__}: {original}"[:500]
     else:
-        code = (error.extensions or {}).get("code")
+        # graphql-core's own error: variable coercion wraps the scalar's complaint in a
+        # GraphQLError ("Variable '$first' got invalid value ...; Int cannot represent ...").
+        code = (error.extensions or {}).get("code") or (
+            original.extensions.get("code") if original is not None and original.extensions else None
+        )
         extensions = dict(error.extensions or {})
         if not code:
-            extensions.update(error_extensions(_code_for_graphql_core_error(error)))
+            classified = _code_for_graphql_core_error(error)
+            extensions.update(error_extensions(classified))
+            if classified is ErrorCode.INTERNAL_SERVER_ERROR:
+                # e.g. a resolver returned a value its type cannot serialize: a bug of ours.
+                report_exception(original or error, path=error.path)
+                out["message"] = "Internal server error"
+                if debug:
+                    extensions["debug"] = error.message[:500]
+        else:
+            extensions["code"] = code
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     if error.path:

@@ -6,6 +6,10 @@
   well-formed requests whose document fails, as older clients expect.
 - Bodies above MAX_BODY_BYTES get 413 before they are read in full; batches get 400.
 - A present but invalid bearer token gets 401: a phone must refresh it, not see anonymous data.
+- A request error (nothing executed: variable coercion failed) has no `data` entry; a field
+  error keeps `data` (even `null`) and 200, as the spec says for both media types.
+- Every error carries `extensions.code`; an unexpected exception in this layer is reported and
+  answered with a JSON INTERNAL_SERVER_ERROR, never a stack trace.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ from typing import Any
 
 import orjson
 from graphql import ExecutionResult, GraphQLError, OperationType, execute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
 from bff.db import StatementCounter, current_counter
 from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
-from bff.errors import BffError, ErrorCode, format_error
+from bff.errors import BffError, ErrorCode, error_extensions, format_error, report_exception
 from bff.observability import ERRORS, REQUEST_SECONDS, operation_label
 from bff.services import Services
 from resolvers.context import Context
@@ -35,13 +39,19 @@ class RequestRefused(Exception):
     """The HTTP request itself is wrong: answered with `status` and one error."""
 
     def __init__(
-        self, status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extensions = error_extensions(code, extensions)
 
 
 def _media_types(header: str) -> list[tuple[str, float]]:
@@ -94,6 +104,7 @@ class GraphQLHTTP:
         self.documents = DocumentCache(services.schema._schema, services.settings)
 
     async def handle(self, request: Request) -> Response:
+        state = request.scope.setdefault("state", {})
         media = negotiate(request.headers.get("accept"))
         if media is None:
             return self._refusal(
@@ -101,12 +112,26 @@ class GraphQLHTTP:
                     406, ErrorCode.BAD_REQUEST, "Accept application/graphql-response+json or application/json"
                 ),
                 JSON,
+                state,
             )
         try:
             params = await self._params(request)
             return await self._run(request, params, media)
         except RequestRefused as refused:
-            return self._refusal(refused, media)
+            return self._refusal(refused, media, state)
+        except Exception as exc:  # a bug of ours: reported, answered without internals
+            report_exception(exc, operation=state.get("operation_name"))
+            state["error_codes"] = [ErrorCode.INTERNAL_SERVER_ERROR.value]
+            ERRORS.labels(ErrorCode.INTERNAL_SERVER_ERROR.value).inc()
+            body = {
+                "errors": [
+                    {
+                        "message": "Internal server error",
+                        "extensions": error_extensions(ErrorCode.INTERNAL_SERVER_ERROR),
+                    }
+                ]
+            }
+            return Response(orjson.dumps(body), status_code=500, media_type=media)
 
     # -- reading the request -------------------------------------------------------------
 
@@ -155,13 +180,16 @@ class GraphQLHTTP:
                 413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
             )
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestRefused(
-                    413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestRefused(
+                        413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise RequestRefused(400, ErrorCode.BAD_REQUEST, "The client went away mid-body") from None
         return b"".join(chunks)
 
     @staticmethod
@@ -173,6 +201,8 @@ class GraphQLHTTP:
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`variables` must be an object")
         if params.get("operationName") is not None and not isinstance(params["operationName"], str):
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`operationName` must be a string")
+        if params.get("operationName") == "":
+            params["operationName"] = None  # what some clients send for "the only operation"
         if params.get("extensions") is not None and not isinstance(params["extensions"], dict):
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`extensions` must be an object")
         return params
@@ -187,11 +217,11 @@ class GraphQLHTTP:
             name, kind = prepared.operation(params.get("operationName"))
         except DocumentRefused as refused:
             return self._errors_response(
-                refused.errors, media, status=400 if media == GRAPHQL_RESPONSE else 200
+                refused.errors, media, 400 if media == GRAPHQL_RESPONSE else 200, state
             )
         except BffError as error:
             return self._errors_response(
-                [error.to_graphql()], media, status=400 if media == GRAPHQL_RESPONSE else 200
+                [error.to_graphql()], media, 400 if media == GRAPHQL_RESPONSE else 200, state
             )
         state["operation_name"], state["operation_kind"] = name, kind.value
         if kind is OperationType.SUBSCRIPTION:
@@ -202,7 +232,11 @@ class GraphQLHTTP:
             viewer = self.services.tokens.from_authorization(request.headers.get("authorization"))
         except BffError as error:
             raise RequestRefused(
-                401, error.code, error.message, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                401,
+                error.code,
+                error.message,
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                error.extensions,  # `reason`: token_expired (refresh it) or invalid_token
             ) from None
         context = Context(
             db=self.services.db,
@@ -220,11 +254,13 @@ class GraphQLHTTP:
             current_counter.reset(token)
             state["sql_statements"] = counter.count
             REQUEST_SECONDS.labels(operation_label(name), kind.value).observe(time.perf_counter() - started)
-        status = 200
-        if result.data is None and result.errors and media == GRAPHQL_RESPONSE:
-            # Variable coercion failed before execution: a request error.
-            status = 400
-        return self._result_response(result, media, status, state)
+        # Errors without a path come from before execution (variable coercion): a request error,
+        # answered without `data`. Field errors (with a path) keep `data`, even when it is null.
+        request_error = (
+            result.data is None and bool(result.errors) and all(e.path is None for e in result.errors or ())
+        )
+        status = 400 if request_error and media == GRAPHQL_RESPONSE else 200
+        return self._result_response(result, media, status, state, with_data=not request_error)
 
     async def _execute(
         self, prepared: PreparedDocument, name: str | None, variables: dict[str, Any] | None, context: Context
@@ -247,7 +283,7 @@ class GraphQLHTTP:
     # -- answering -----------------------------------------------------------------------
 
     def _result_response(
-        self, result: ExecutionResult, media: str, status: int, state: dict[str, Any]
+        self, result: ExecutionResult, media: str, status: int, state: dict[str, Any], *, with_data: bool
     ) -> Response:
         body: dict[str, Any] = {}
         if result.errors:
@@ -257,20 +293,25 @@ class GraphQLHTTP:
                 ERRORS.labels(code).inc()
             state["error_codes"] = codes
             body["errors"] = errors
-        if result.data is not None or not result.errors:
+        if with_data:
             body["data"] = result.data
         return Response(orjson.dumps(body), status_code=status, media_type=media)
 
-    def _errors_response(self, errors: list[GraphQLError], media: str, status: int) -> Response:
+    def _errors_response(
+        self, errors: list[GraphQLError], media: str, status: int, state: dict[str, Any]
+    ) -> Response:
         formatted = [format_error(e) for e in errors]
-        for error in formatted:
-            ERRORS.labels(error["extensions"]["code"]).inc()
+        codes = [e["extensions"]["code"] for e in formatted]
+        for code in codes:
+            ERRORS.labels(code).inc()
+        state["error_codes"] = codes
         return Response(orjson.dumps({"errors": formatted}), status_code=status, media_type=media)
 
     @staticmethod
-    def _refusal(refused: RequestRefused, media: str) -> Response:
+    def _refusal(refused: RequestRefused, media: str, state: dict[str, Any]) -> Response:
         ERRORS.labels(refused.code.value).inc()
-        body = {"errors": [{"message": refused.message, "extensions": {"code": refused.code.value}}]}
+        state["error_codes"] = [refused.code.value]
+        body = {"errors": [{"message": refused.message, "extensions": refused.extensions}]}
         return Response(
             orjson.dumps(body), status_code=refused.status, media_type=media, headers=refused.headers
         )

@@ -1,8 +1,12 @@
 """Static limits checked on a parsed document before it is validated or executed.
 
 Each refusal has its own code, so a client (or an operator reading logs) knows which limit
-it hit. Depth follows fragment spreads; a fragment cycle stops the walk here and is then
-reported by graphql-core's NoFragmentCycles rule.
+it hit. Both walks follow fragment spreads, as execution would: aliases are counted in the
+operation as it expands (a fragment spread under ten aliased fields counts its aliases ten
+times), depth goes through fragments. Each fragment is measured once and remembered, so a
+document whose fragments spread each other twice over (2^n paths) costs n steps, not 2^n.
+A fragment cycle stops the walk here and is then reported by graphql-core's NoFragmentCycles
+rule.
 """
 
 from __future__ import annotations
@@ -21,66 +25,102 @@ from bff.config import Settings
 from bff.errors import BffError, ErrorCode
 
 
-def _depth(
-    selection_set: SelectionSetNode | None,
-    fragments: dict[str, FragmentDefinitionNode],
-    visiting: frozenset[str],
-    limit: int,
-) -> int:
-    if selection_set is None:
-        return 0
-    deepest = 0
-    for node in selection_set.selections:
-        if isinstance(node, FieldNode):
-            depth = 1 + _depth(node.selection_set, fragments, visiting, limit) if node.selection_set else 1
-        elif isinstance(node, InlineFragmentNode):
-            depth = _depth(node.selection_set, fragments, visiting, limit)
-        elif isinstance(node, FragmentSpreadNode):
-            name = node.name.value
-            fragment = fragments.get(name)
-            if fragment is None or name in visiting:
+class _Measure:
+    """Depth and alias count of selection sets, each fragment measured once per document.
+
+    Results are capped just above the limit: past it the exact number does not matter, and
+    the cap keeps the numbers small for documents that multiply exponentially.
+    """
+
+    def __init__(
+        self, fragments: dict[str, FragmentDefinitionNode], max_depth: int, max_aliases: int
+    ) -> None:
+        self._fragments = fragments
+        self._depth_cap = max_depth + 1
+        self._alias_cap = max_aliases + 1
+        self._depths: dict[str, int] = {}
+        self._aliases: dict[str, int] = {}
+        self._open_depth: set[str] = set()
+        self._open_aliases: set[str] = set()
+
+    def depth(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        deepest = 0
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                depth = 1 + self.depth(node.selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                depth = self.depth(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                depth = self._fragment_depth(node.name.value)
+            else:  # pragma: no cover - graphql-core has no other selection kinds
                 continue
-            depth = _depth(fragment.selection_set, fragments, visiting | {name}, limit)
-        else:  # pragma: no cover - graphql-core has no other selection kinds
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:  # stop early: a hostile document may be huge
-            return deepest
-    return deepest
+            deepest = max(deepest, depth)
+            if deepest >= self._depth_cap:  # stop early: a hostile document may be huge
+                return self._depth_cap
+        return deepest
 
+    def _fragment_depth(self, name: str) -> int:
+        if name in self._depths:
+            return self._depths[name]
+        fragment = self._fragments.get(name)
+        if fragment is None or name in self._open_depth:  # unknown or a cycle: validation refuses it
+            return 0
+        self._open_depth.add(name)
+        try:
+            depth = self.depth(fragment.selection_set)
+        finally:
+            self._open_depth.discard(name)
+        self._depths[name] = depth
+        return depth
 
-def _aliases(selection_set: SelectionSetNode | None) -> int:
-    if selection_set is None:
-        return 0
-    total = 0
-    for node in selection_set.selections:
-        if isinstance(node, FieldNode):
-            total += (node.alias is not None) + _aliases(node.selection_set)
-        elif isinstance(node, InlineFragmentNode):
-            total += _aliases(node.selection_set)
-    return total
+    def aliases(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                total += (node.alias is not None) + self.aliases(node.selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                total += self.aliases(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                total += self._fragment_aliases(node.name.value)
+            if total >= self._alias_cap:
+                return self._alias_cap
+        return total
+
+    def _fragment_aliases(self, name: str) -> int:
+        if name in self._aliases:
+            return self._aliases[name]
+        fragment = self._fragments.get(name)
+        if fragment is None or name in self._open_aliases:
+            return 0
+        self._open_aliases.add(name)
+        try:
+            count = self.aliases(fragment.selection_set)
+        finally:
+            self._open_aliases.discard(name)
+        self._aliases[name] = count
+        return count
 
 
 def check(document: DocumentNode, settings: Settings) -> None:
-    """Raise a BffError for the first limit the document exceeds."""
+    """Raise a BffError for the first limit an operation of the document exceeds."""
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    aliases = sum(
-        _aliases(d.selection_set)
-        for d in document.definitions
-        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
-    )
-    if aliases > settings.max_aliases:
-        raise BffError(
-            ErrorCode.ALIAS_LIMIT_EXCEEDED,
-            f"The document uses {aliases} aliases; at most {settings.max_aliases} are allowed",
-            limit=settings.max_aliases,
-        )
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            depth = _depth(definition.selection_set, fragments, frozenset(), settings.max_depth)
-            if depth > settings.max_depth:
-                raise BffError(
-                    ErrorCode.DEPTH_LIMIT_EXCEEDED,
-                    f"Selections nest deeper than {settings.max_depth} levels",
-                    limit=settings.max_depth,
-                )
+    measure = _Measure(fragments, settings.max_depth, settings.max_aliases)
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    for operation in operations:
+        if measure.aliases(operation.selection_set) > settings.max_aliases:
+            raise BffError(
+                ErrorCode.ALIAS_LIMIT_EXCEEDED,
+                f"An operation uses more than {settings.max_aliases} aliases (counted through its fragments)",
+                limit=settings.max_aliases,
+            )
+    for operation in operations:
+        if measure.depth(operation.selection_set) > settings.max_depth:
+            raise BffError(
+                ErrorCode.DEPTH_LIMIT_EXCEEDED,
+                f"Selections nest deeper than {settings.max_depth} levels",
+                limit=settings.max_depth,
+            )

@@ -11,6 +11,7 @@ from bff.errors import BffError, ErrorCode
 from realtime import channels
 from resolvers.context import Context
 from resolvers.rows import GameRow, LeaderboardRow, RankedScore
+from resolvers.users import require_writer
 
 MAX_POINTS = 2_147_483_647
 
@@ -52,7 +53,7 @@ class ScoreResult:
 
 async def submit_score(ctx: Context, game_id: int, points: int) -> ScoreResult:
     """Keeps the user's best score. Idempotent: the same submission twice changes nothing."""
-    viewer = ctx.require_viewer()
+    viewer = await require_writer(ctx)
     if not 0 <= points <= MAX_POINTS:
         raise BffError(ErrorCode.BAD_USER_INPUT, f"points must be between 0 and {MAX_POINTS}")
     game = await get_game(ctx, game_id)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from bff.errors import BffError, ErrorCode
 from resolvers.context import Context
 from resolvers.rows import PostRow, PostStats, PostView, UserRow
+from resolvers.users import require_writer
 
 
 async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bool) -> list[PostView]:
@@ -37,7 +38,7 @@ async def get_post(ctx: Context, post_id: int) -> PostRow:
 
 async def like_post(ctx: Context, post_id: int) -> PostRow:
     """Idempotent: liking twice keeps one like."""
-    viewer = ctx.require_viewer()
+    viewer = await require_writer(ctx)
     post = await get_post(ctx, post_id)
     await ctx.db.execute(
         "INSERT INTO likes (user_id, post_id) VALUES (:u, :p) ON CONFLICT (user_id, post_id) DO NOTHING",
@@ -49,7 +50,7 @@ async def like_post(ctx: Context, post_id: int) -> PostRow:
 
 async def unlike_post(ctx: Context, post_id: int) -> PostRow:
     """Idempotent: unliking a post not liked is a no-op."""
-    viewer = ctx.require_viewer()
+    viewer = await require_writer(ctx)
     post = await get_post(ctx, post_id)
     await ctx.db.execute("DELETE FROM likes WHERE user_id = :u AND post_id = :p", {"u": viewer, "p": post_id})
     ctx.loaders.post_stats_by_post_id.clear(post_id)

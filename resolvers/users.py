@@ -16,6 +16,15 @@ async def get_viewer(ctx: Context) -> UserRow:
     return user
 
 
+async def require_writer(ctx: Context) -> int:
+    """The viewer's id for a write: the token must name a user that still exists.
+
+    A token outlives a deleted account; writing for it would break a foreign key (Postgres)
+    or leave an orphan row (SQLite does not enforce them). One batched load, shared with reads.
+    """
+    return (await get_viewer(ctx)).id
+
+
 async def get_user(ctx: Context, user_id: int) -> UserRow | None:
     return await ctx.loaders.user_by_id.load(user_id)
 
