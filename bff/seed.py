@@ -219,14 +219,17 @@ async def seed(
         raise RuntimeError(
             "the database already holds users that bff seed did not load; use --reset to replace them"
         )
-    async with db.transaction():
-        for table in [*reversed(TABLES), "bff_seed"]:
-            await db.execute(f"DELETE FROM {table}")
     counts: dict[str, int] = {}
-    for table, columns, rows in generate(size, seed):
-        counts[table] = await db.bulk_insert(table, columns, rows)
-        if progress:
-            progress(table, counts[table])
+    if db.dialect == "postgresql":
+        counts = await _load_postgres(db, size, seed, progress)
+    else:
+        async with db.transaction():
+            for table in [*reversed(TABLES), "bff_seed"]:
+                await db.execute(f"DELETE FROM {table}")
+        for table, columns, rows in generate(size, seed):
+            counts[table] = await db.bulk_insert(table, columns, rows)
+            if progress:
+                progress(table, counts[table])
     if db.dialect == "postgresql":
         for table in ("users", "posts", "games", "chat_rooms", "messages"):
             await db.execute(
@@ -238,3 +241,53 @@ async def seed(
         {"size": size, "seed": seed, "at": datetime.now(UTC)},
     )
     return SeedResult(size=size, loaded=True, rows=counts)
+
+
+# Foreign keys and secondary indexes of the seeded tables, with the statements that re-create them.
+_FOREIGN_KEYS = """
+SELECT quote_ident(r.relname) AS tbl, quote_ident(c.conname) AS name, pg_get_constraintdef(c.oid) AS def
+FROM pg_constraint c
+JOIN pg_class r ON r.oid = c.conrelid
+JOIN pg_namespace n ON n.oid = r.relnamespace
+WHERE c.contype = 'f' AND n.nspname = current_schema() AND r.relname = ANY(:tables)
+ORDER BY c.oid
+"""
+_SECONDARY_INDEXES = """
+SELECT quote_ident(x.relname) AS name, pg_get_indexdef(i.indexrelid) AS def
+FROM pg_index i
+JOIN pg_class r ON r.oid = i.indrelid
+JOIN pg_class x ON x.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = r.relnamespace
+WHERE n.nspname = current_schema() AND r.relname = ANY(:tables)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
+ORDER BY i.indexrelid
+"""
+
+
+async def _load_postgres(db: Database, size: str, seed: int, progress: Progress | None) -> dict[str, int]:
+    """Empty and load every table in one transaction, as fast as Postgres allows.
+
+    Row-by-row foreign-key triggers dominate a plain COPY (1M likes = 2M lookups), so the
+    foreign keys and the secondary indexes are dropped for the load and re-created after it
+    from their own definitions (each foreign key is then validated by one query). Primary keys
+    and unique constraints stay. The rows are the ones `generate` yields, in the same order;
+    any failure rolls the whole load back, schema included.
+    """
+    counts: dict[str, int] = {}
+    async with db.transaction():
+        await db.execute(f"TRUNCATE {', '.join([*TABLES, 'bff_seed'])}")
+        fks = await db.fetch_all(_FOREIGN_KEYS, {"tables": TABLES})
+        indexes = await db.fetch_all(_SECONDARY_INDEXES, {"tables": TABLES})
+        for fk in fks:
+            await db.execute(f"ALTER TABLE {fk['tbl']} DROP CONSTRAINT {fk['name']}")
+        for index in indexes:
+            await db.execute(f"DROP INDEX {index['name']}")
+        for table, columns, rows in generate(size, seed):
+            counts[table] = await db.bulk_insert(table, columns, rows)
+            if progress:
+                progress(table, counts[table])
+        for index in indexes:
+            await db.execute(index["def"])
+        for fk in fks:
+            await db.execute(f"ALTER TABLE {fk['tbl']} ADD CONSTRAINT {fk['name']} {fk['def']}")
+    return counts
