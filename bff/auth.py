@@ -28,7 +28,7 @@ class Viewer:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings, cache_size: int = 4096) -> None:
+    def __init__(self, settings: Settings, cache_size: int = 16384) -> None:
         self._secret = settings.jwt_secret.get_secret_value()
         self._algorithm = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer

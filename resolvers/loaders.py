@@ -11,8 +11,9 @@ delays: list statements never wait on loaders, so nothing can deadlock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import cached_property
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader, Loader, dispatch_queue
@@ -81,7 +82,7 @@ class GatedLoader(DataLoader[K, V]):
         return list(await self.load_many(keys)) if keys else []
 
 
-def _by_key(rows: list[dict[str, Any]], column: str) -> dict[Any, dict[str, Any]]:
+def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str, Any]]:
     return {row[column]: row for row in rows}
 
 
@@ -92,14 +93,39 @@ class Loaders:
         self.db = db
         self.viewer_id = viewer_id
         self.gate = FetchGate()
-        self.user_by_id: GatedLoader[int, UserRow | None] = GatedLoader(self.gate, self._users)
-        self.post_by_id: GatedLoader[int, PostRow | None] = GatedLoader(self.gate, self._posts)
-        self.post_stats_by_post_id: GatedLoader[int, PostStats] = GatedLoader(self.gate, self._post_stats)
-        self.game_by_id: GatedLoader[int, GameRow | None] = GatedLoader(self.gate, self._games)
-        self.room_by_id: GatedLoader[int, RoomRow | None] = GatedLoader(self.gate, self._rooms)
-        self.message_by_id: GatedLoader[int, MessageRow | None] = GatedLoader(self.gate, self._messages)
-        self.member_ids_by_room_id: GatedLoader[int, list[int]] = GatedLoader(self.gate, self._member_ids)
-        self.rooms_by_user_id: GatedLoader[int, list[RoomRow]] = GatedLoader(self.gate, self._rooms_of_users)
+
+    # Created on first use: most requests touch two or three of them.
+    @cached_property
+    def user_by_id(self) -> GatedLoader[int, UserRow | None]:
+        return GatedLoader(self.gate, self._users)
+
+    @cached_property
+    def post_by_id(self) -> GatedLoader[int, PostRow | None]:
+        return GatedLoader(self.gate, self._posts)
+
+    @cached_property
+    def post_stats_by_post_id(self) -> GatedLoader[int, PostStats]:
+        return GatedLoader(self.gate, self._post_stats)
+
+    @cached_property
+    def game_by_id(self) -> GatedLoader[int, GameRow | None]:
+        return GatedLoader(self.gate, self._games)
+
+    @cached_property
+    def room_by_id(self) -> GatedLoader[int, RoomRow | None]:
+        return GatedLoader(self.gate, self._rooms)
+
+    @cached_property
+    def message_by_id(self) -> GatedLoader[int, MessageRow | None]:
+        return GatedLoader(self.gate, self._messages)
+
+    @cached_property
+    def member_ids_by_room_id(self) -> GatedLoader[int, list[int]]:
+        return GatedLoader(self.gate, self._member_ids)
+
+    @cached_property
+    def rooms_by_user_id(self) -> GatedLoader[int, list[RoomRow]]:
+        return GatedLoader(self.gate, self._rooms_of_users)
 
     async def _users(self, ids: list[int]) -> list[UserRow | None]:
         rows = await self.db.fetch_all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ class UserRow:
     created_at: datetime
 
     @classmethod
-    def from_db(cls, row: dict[str, Any]) -> UserRow:
+    def from_db(cls, row: Mapping[str, Any]) -> UserRow:
         return cls(row["id"], row["handle"], row["display_name"], row["avatar_url"], row["created_at"])
 
     def to_event(self) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class PostRow:
     created_at: datetime
 
     @classmethod
-    def from_db(cls, row: dict[str, Any]) -> PostRow:
+    def from_db(cls, row: Mapping[str, Any]) -> PostRow:
         return cls(row["id"], row["author_id"], row["body"], row["created_at"])
 
 
@@ -101,7 +102,7 @@ class MessageRow:
     client_message_id: str
 
     @classmethod
-    def from_db(cls, row: dict[str, Any]) -> MessageRow:
+    def from_db(cls, row: Mapping[str, Any]) -> MessageRow:
         return cls(
             row["id"],
             row["room_id"],

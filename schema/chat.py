@@ -13,7 +13,7 @@ from resolvers.rows import MessageRow, MessageView, RoomRow, UserRow
 from schema.node import Node
 from schema.relay import decode_message_cursor, encode_message_cursor, page_size, to_global_id
 from schema.selection import selected
-from schema.users import User
+from schema.users import User, then
 
 
 @strawberry.type(description="A chat message.")
@@ -44,11 +44,10 @@ class Message(Node):
         )
 
     @strawberry.field(description="Who sent it.")
-    async def author(self, info: Info[Context, None]) -> User:
-        row = self.author_row or await info.context.loaders.user_by_id.load(self.author_pk)
-        if row is None:  # pragma: no cover - messages reference users
-            raise LookupError(f"message of missing user {self.author_pk}")
-        return User.from_row(row)
+    def author(self, info: Info[Context, None]) -> User:
+        if self.author_row is not None:
+            return User.from_row(self.author_row)
+        return then(info.context.loaders.user_by_id.load(self.author_pk), User.from_row)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A message and its position in the room's history.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -12,7 +11,7 @@ from resolvers.context import Context
 from resolvers.rows import PostRow, PostView
 from schema.node import Node
 from schema.relay import encode_feed_cursor, to_global_id
-from schema.users import User
+from schema.users import User, then
 
 
 @strawberry.type(description="A post in someone's feed.")
@@ -39,28 +38,19 @@ class Post(Node):
     def like_count(self, info: Info[Context, None]) -> int:
         if self.hydrated is not None and self.hydrated.stats is not None:
             return self.hydrated.stats.like_count
-        return _then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.like_count)  # type: ignore[no-any-return]
+        return then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.like_count)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Whether the signed-in viewer likes this post (false when anonymous).")
     def viewer_has_liked(self, info: Info[Context, None]) -> bool:
         if self.hydrated is not None and self.hydrated.stats is not None:
             return self.hydrated.stats.viewer_has_liked
-        return _then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.viewer_has_liked)  # type: ignore[no-any-return]
+        return then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.viewer_has_liked)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Who wrote the post.")
     def author(self, info: Info[Context, None]) -> User:
         if self.hydrated is not None and self.hydrated.author is not None:
             return User.from_row(self.hydrated.author)
-        return _then(info.context.loaders.user_by_id.load(self.author_pk), User.from_row)  # type: ignore[no-any-return]
-
-
-def _then(future: Any, convert: Any) -> Any:
-    """An awaitable of `convert(result)`: lets a sync resolver hand graphql-core a loader future."""
-
-    async def wait() -> Any:
-        return convert(await future)
-
-    return wait()
+        return then(info.context.loaders.user_by_id.load(self.author_pk), User.from_row)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A post and its position in the connection.")

@@ -11,7 +11,7 @@ from resolvers.rows import GameRow, LeaderboardRow
 from schema.node import Node
 from schema.relay import page_size, to_global_id
 from schema.selection import selected
-from schema.users import User
+from schema.users import User, then
 
 
 @strawberry.type(description="One row of a leaderboard: a user's best score in a game.")
@@ -27,13 +27,11 @@ class LeaderboardEntry:
         return cls(rank=row.entry.rank, points=row.entry.points, user_pk=row.entry.user_id, user_row=user)
 
     @strawberry.field(description="Who holds this score.")
-    async def user(self, info: Info[Context, None]) -> User:
+    def user(self, info: Info[Context, None]) -> User:
+        # Sync when the list resolver fetched users by plan: no coroutine per entry.
         if self.user_row is not None:
             return self.user_row
-        row = await info.context.loaders.user_by_id.load(self.user_pk)
-        if row is None:  # pragma: no cover - scores reference users
-            raise LookupError(f"score of missing user {self.user_pk}")
-        return User.from_row(row)
+        return then(info.context.loaders.user_by_id.load(self.user_pk), User.from_row)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A game with a leaderboard.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -47,6 +47,22 @@ class User(Node):
         from schema.chat import ChatRoom
 
         return [ChatRoom.from_row(r) for r in await user_resolvers.rooms_of(info.context, self.pk)]
+
+
+def then(future: Any, convert: Any) -> Any:
+    """An awaitable of `convert(result)`: lets a sync resolver hand graphql-core a loader future.
+
+    Fields whose data the list resolver already fetched return plain values; only the others
+    pay for a coroutine.
+    """
+
+    async def wait() -> Any:
+        value = await future
+        if value is None:  # pragma: no cover - foreign keys guarantee the row
+            raise LookupError("referenced row is missing")
+        return convert(value)
+
+    return wait()
 
 
 def user_or_none(row: UserRow | None) -> User | None:

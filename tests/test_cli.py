@@ -67,7 +67,7 @@ async def query(url: str, sql: str) -> list[dict[str, Any]]:
     db = Database(url)
     await db.connect()
     try:
-        return await db.fetch_all(sql)
+        return [dict(row) for row in await db.fetch_all(sql)]
     finally:
         await db.disconnect()
 
