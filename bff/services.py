@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import strawberry
 
 from bff.auth import TokenVerifier
 from bff.config import Settings
 from bff.db import Database
+from bff.persisted import PersistedOperations
+from realtime import presence as presence_backends
 from realtime.broker import Broker, from_url
+from realtime.coalesce import Coalescer
+from realtime.presence import Presence
 
 
 @dataclass
@@ -19,11 +23,18 @@ class Services:
     broker: Broker
     tokens: TokenVerifier
     schema: strawberry.Schema
+    presence: Presence
+    leaderboards: Coalescer
+    persisted: PersistedOperations = field(init=False)  # documents by hash (APQ, trusted documents)
+
+    def __post_init__(self) -> None:
+        self.persisted = PersistedOperations(self.settings, self.db)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         from schema import schema
 
+        broker = from_url(settings.redis_url)
         return cls(
             settings=settings,
             db=Database(
@@ -32,15 +43,23 @@ class Services:
                 pool_max=settings.db_pool_max,
                 statement_timeout_ms=settings.db_statement_timeout_ms,
             ),
-            broker=from_url(settings.redis_url),
+            broker=broker,
             tokens=TokenVerifier(settings),
             schema=schema,
+            presence=presence_backends.from_url(
+                settings.redis_url, broker, settings.presence_ttl_seconds, settings.presence_heartbeat
+            ),
+            leaderboards=Coalescer(broker, settings.leaderboard_coalesce_ms / 1000),
         )
 
     async def start(self) -> None:
         await self.db.connect()
         await self.broker.start()
+        await self.presence.start()
 
     async def close(self) -> None:
+        await self.leaderboards.close()
+        await self.presence.close()  # says LEFT for its connections while the broker is up
         await self.broker.close()
+        await self.persisted.close()
         await self.db.disconnect()

@@ -3,8 +3,13 @@
 Guarantees every implementation keeps:
 - `publish` returns once the event has left this process (Redis) or been handed to
   local subscribers (memory); events of one channel from one publisher arrive in order.
-- one upstream subscription per channel per process, shared by all local subscribers.
-- delivery is at most once; gaps (a Redis restart) are filled from storage by callers.
+  It does not raise when the broker is unreachable: the event is stored already, the
+  failure is logged and counted, and subscribers fill the gap from storage.
+- one upstream subscription per channel per process, shared by all local subscribers;
+  `subscribe` returns once the upstream subscription is confirmed (or being re-established).
+- delivery is at most once; after a gap (a Redis restart) every local subscriber of the
+  re-subscribed channels receives `hub.RESYNC` instead of an event, and re-reads storage
+  after its cursor (or ignores it, for events that are not stored).
 """
 
 from __future__ import annotations

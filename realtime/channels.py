@@ -15,6 +15,16 @@ def leaderboard(game_id: int) -> str:
     return f"bff:leaderboard:{game_id}"
 
 
+def typing(room_id: int) -> str:
+    """Ephemeral typing indicators of a room: published, never stored."""
+    return f"bff:typing:{room_id}"
+
+
+def presence(room_id: int) -> str:
+    """JOINED/LEFT of a room's online members (realtime/presence.py publishes them)."""
+    return f"bff:presence:{room_id}"
+
+
 def encode(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 

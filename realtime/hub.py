@@ -3,21 +3,39 @@
 The broker delivers each event once per process; the hub hands the same bytes to every
 local subscriber. A subscriber whose queue is full is dropped (its iterator ends with
 `SlowConsumer`) instead of growing memory without bound.
+
+After the broker lost its upstream connection and got it back, every subscriber of the
+channels it re-subscribed receives `RESYNC` instead of an event: whatever was published
+meanwhile is gone from pub/sub, and the subscriber fills the gap from storage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SUBSCRIBERS = Gauge("bff_hub_subscribers", "Local subscribers across all channels")
 DELIVERED = Counter("bff_events_delivered_total", "Events handed to local subscribers")
 OVERFLOWS = Counter(
     "bff_subscriber_queue_overflows_total", "Subscribers dropped because their queue was full"
 )
+RESYNCS = Counter("bff_hub_resyncs_total", "RESYNC markers handed to local subscribers after a reconnect")
+FANOUT_LAG = Histogram(
+    "bff_fanout_lag_seconds",
+    "From the hub receiving an event (from Redis, or a local publish) to its subscriber taking it",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+RESYNC = b"\x00resync"
+"""Not an event: the upstream connection was re-established, events may have been missed.
+
+Never valid JSON, so it cannot collide with an encoded event. A subscriber that keeps a
+cursor re-reads storage after it; one without (ephemeral events) just ignores it.
+"""
 
 
 class SlowConsumer(Exception):
@@ -27,14 +45,15 @@ class SlowConsumer(Exception):
 class Subscription:
     def __init__(self, channel: str, maxsize: int) -> None:
         self.channel = channel
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize)
+        # (bytes, time the hub received them); None ends the stream.
+        self.queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue(maxsize)
         self.overflowed = False
 
-    def offer(self, data: bytes) -> None:
+    def offer(self, data: bytes, received_at: float | None = None) -> None:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait(data)
+            self.queue.put_nowait((data, time.monotonic() if received_at is None else received_at))
         except asyncio.QueueFull:
             self.overflowed = True
             OVERFLOWS.inc()
@@ -45,11 +64,14 @@ class Subscription:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
-            data = await self.queue.get()
-            if data is None:
+            item = await self.queue.get()
+            if item is None:
                 if self.overflowed:
                     raise SlowConsumer(self.channel)
                 return
+            data, received_at = item
+            if data is not RESYNC:
+                FANOUT_LAG.observe(time.monotonic() - received_at)
             yield data
 
 
@@ -75,9 +97,20 @@ class Hub:
         subs = self._channels.get(channel)
         if not subs:
             return 0
+        received_at = time.monotonic()
         for sub in tuple(subs):
-            sub.offer(data)
+            sub.offer(data, received_at)
         DELIVERED.inc(len(subs))
+        return len(subs)
+
+    def resync(self, channel: str) -> int:
+        """Put `RESYNC` on every local subscriber's queue of `channel` (after the broker reconnected)."""
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        for sub in tuple(subs):
+            sub.offer(RESYNC)
+        RESYNCS.inc(len(subs))
         return len(subs)
 
     @asynccontextmanager

@@ -9,6 +9,8 @@ from bff.config import Settings
 from bff.db import Database
 from bff.errors import BffError, ErrorCode
 from realtime.broker import Broker
+from realtime.coalesce import Coalescer
+from realtime.presence import Presence
 from resolvers.loaders import Loaders
 
 
@@ -20,6 +22,9 @@ class Context:
     tokens: TokenVerifier
     viewer: Viewer | None = None
     request_id: str = ""
+    # Process-wide realtime state, used by subscriptions (the WebSocket endpoint passes them).
+    presence: Presence | None = None
+    leaderboards: Coalescer | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

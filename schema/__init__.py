@@ -6,6 +6,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from schema.chat import ChatRoom, Message
+from schema.executor import BffExecutor
 from schema.feed import Post
 from schema.games import Game
 from schema.mutation import Mutation
@@ -21,6 +22,7 @@ def build_schema() -> strawberry.Schema:
         subscription=Subscription,
         types=[User, Post, Game, ChatRoom, Message],
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=BffExecutor,
     )
 
 

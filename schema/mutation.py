@@ -8,6 +8,7 @@ from strawberry.types import Info
 from resolvers import chat as chat_resolvers
 from resolvers import games as game_resolvers
 from resolvers import posts as post_resolvers
+from resolvers import realtime as realtime_resolvers
 from resolvers.context import Context
 from schema.chat import Message
 from schema.feed import Post
@@ -56,3 +57,14 @@ class Mutation:
         return SubmitScorePayload(
             game=Game.from_row(result.game), points=result.best, rank=result.rank, improved=result.improved
         )
+
+    @strawberry.mutation(
+        description="Tell the other members of a room that you are (or stopped) typing. Nothing is stored; "
+        "repeat it every few seconds while typing. Members only: FORBIDDEN otherwise. Returns true."
+    )
+    async def set_typing(
+        self, info: Info[Context, None], room_id: strawberry.ID, typing: bool = True
+    ) -> bool:
+        info.context.require_viewer()
+        room = parse_id(room_id, "ChatRoom", "roomId")
+        return await realtime_resolvers.set_typing(info.context, room, typing)

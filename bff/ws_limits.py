@@ -1,0 +1,490 @@
+"""Per-socket policy for GraphQL over WebSocket: every socket is bounded, counted and logged.
+
+- a bounded send queue per socket, drained by one writer task: a client that stops reading
+  fills it and is closed with 1013 (slow consumer) instead of growing server memory;
+- frames larger than WS_MAX_MESSAGE_BYTES close the socket with 1009;
+- no frame from the client (pings included) for WS_IDLE_TIMEOUT_SECONDS closes it with 4410;
+- at most WS_MAX_CONNECTIONS_PER_USER sockets per user per process: one more is closed with
+  1008 instead of acknowledged;
+- metrics: open sockets, running subscriptions per root field, closes by code; one log line
+  per close with its code.
+
+It plugs into strawberry through its extension points: the socket adapter class and the two
+protocol handler classes (see `GraphQLWebSocket` in bff/websocket.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from json import JSONDecodeError
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+import structlog
+from graphql import FieldNode, OperationDefinitionNode, OperationType, parse
+from prometheus_client import Counter, Gauge
+from starlette.websockets import WebSocket
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage
+
+from bff.config import Settings
+from realtime.hub import SlowConsumer
+from resolvers.context import Context
+
+if TYPE_CHECKING:
+    from strawberry.http.async_base_view import AsyncBaseHTTPView
+
+    from bff.ws_fanout import SharedSubscriptions
+
+log = structlog.get_logger("bff.websocket")
+
+# Close codes (docs/decisions.md). None is in graphql-ws's list of fatal codes: clients reconnect.
+SLOW_CONSUMER = 1013  # "Try Again Later": reconnect, resuming with `after`
+TOO_MANY_CONNECTIONS = 1008  # "Policy Violation"
+MESSAGE_TOO_BIG = 1009  # "Message Too Big"
+IDLE_TIMEOUT = 4410
+
+OPEN_SOCKETS = Gauge("bff_ws_connections", "Open GraphQL WebSockets")
+SUBSCRIPTIONS = Gauge("bff_ws_subscriptions", "Running subscription operations, by root field", ["field"])
+CLOSES = Counter("bff_ws_closes_total", "GraphQL WebSockets closed, by code and by whom", ["code", "by"])
+
+FLUSH_BEFORE_CLOSE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPolicy:
+    send_queue_size: int
+    max_message_bytes: int
+    idle_timeout_seconds: float
+    max_connections_per_user: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SocketPolicy:
+        return cls(
+            send_queue_size=settings.ws_send_queue_size,
+            max_message_bytes=settings.ws_max_message_bytes,
+            idle_timeout_seconds=settings.ws_idle_timeout_seconds,
+            max_connections_per_user=settings.ws_max_connections_per_user,
+        )
+
+
+class ConnectionsPerUser:
+    """Open sockets per user in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[int, int] = {}
+
+    def acquire(self, user_id: int) -> bool:
+        count = self._counts.get(user_id, 0)
+        if count >= self.limit:
+            return False
+        self._counts[user_id] = count + 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        count = self._counts.get(user_id, 0) - 1
+        if count > 0:
+            self._counts[user_id] = count
+        else:
+            self._counts.pop(user_id, None)
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: object) -> None:
+    """Finish a coroutine that was stepped by hand and suspended, as the task running it would:
+    wait for what it yielded (a future, or None for a bare yield), then step it again."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            else:
+                with contextlib.suppress(Exception):  # the coroutine sees the outcome when stepped
+                    await cast(asyncio.Future[Any], waiting_on)
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return
+
+
+class PolicedWebSocket(ASGIWebSocketAdapter):
+    """strawberry's socket adapter with a bounded send queue, a frame size limit and an idle timeout."""
+
+    def __init__(
+        self,
+        view: AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any],
+        request: WebSocket,
+        response: WebSocket,
+    ) -> None:
+        super().__init__(view, request, response)
+        self.policy: SocketPolicy = view.socket_policy  # type: ignore[attr-defined]
+        self._users: ConnectionsPerUser = view.socket_users  # type: ignore[attr-defined]
+        # Frames behind one the transport could not take yet; exists only while the writer does.
+        self._outbox: deque[str] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._idle: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._opened = False
+        self._finished = False
+        self._user_id: int | None = None
+        self._last_frame = 0.0
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    # Receiving: the connection's main loop.
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        self._open()
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    if self.close_code is None:
+                        self._closing = True
+                        self._record_close(int(message.get("code", 1005)), "client")
+                    return
+                if self._closing:  # closing: nothing more is handled
+                    continue
+                self._last_frame = asyncio.get_running_loop().time()
+                text = message.get("text")
+                if text is None:
+                    raise NonTextMessageReceived
+                if self._too_big(text):
+                    await self.close(MESSAGE_TOO_BIG, "Message too big")
+                    continue
+                try:
+                    value = self.view.decode_json(text)
+                except JSONDecodeError as error:
+                    if ignore_parsing_errors:
+                        continue
+                    raise NonJsonMessageReceived from error
+                yield value
+        finally:
+            await self.finish()
+
+    def _too_big(self, text: str) -> bool:
+        limit = self.policy.max_message_bytes
+        # Each character is 1 to 4 bytes: encode only when the length alone cannot tell.
+        return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+    # Sending: straight to the transport while it takes frames, else through the bounded queue.
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        data = self.view.encode_json(message)
+        if not self.queue_text(data if isinstance(data, str) else data.decode()):
+            raise WebSocketDisconnected
+
+    def queue_text(self, text: str) -> bool:
+        """Send one text frame, in order; False once the socket is closing (a full queue closes it).
+
+        With nothing queued, the frame is written at once: uvicorn hands it to the transport
+        without suspending unless the transport is paused (the client reads slowly). Only then
+        does a writer task exist, finishing that frame and draining the queue behind it.
+        Fan-out thus costs no task switch per subscriber.
+        """
+        if self._closing:
+            return False
+        if self._writer is None:
+            self._write_now(text)
+            return not self._closing
+        outbox = self._outbox
+        if outbox is None or len(outbox) >= self.policy.send_queue_size:
+            self._slow_consumer()
+            return False
+        outbox.append(text)
+        return True
+
+    def drop_slow_consumer(self) -> None:
+        """Close with 1013 now (a shared fan-out group fell behind): the client resumes with `after`."""
+        if not self._closing:
+            self._slow_consumer()
+
+    def _write_now(self, text: str) -> None:
+        sending = self.ws.send({"type": "websocket.send", "text": text})
+        try:
+            waiting_on = sending.send(None)  # one step: complete unless the transport is paused
+        except StopIteration:
+            return
+        except Exception as exc:
+            log.warning("DEBUG_write_now_failed", error=repr(exc))
+            self._peer_gone()
+            return
+        log.warning("DEBUG_write_suspended", waiting_on=repr(waiting_on))
+        self._outbox = deque()
+        self._writer = asyncio.create_task(self._write_backlog(sending, waiting_on), name="bff-ws-writer")
+
+    async def _write_backlog(self, sending: Coroutine[Any, Any, None], waiting_on: object) -> None:
+        try:
+            await _resume(sending, waiting_on)
+            while self._outbox:
+                await self.ws.send_text(self._outbox.popleft())  # not None: checked just above
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer is gone; the receive loop sees the disconnect
+            log.warning("DEBUG_backlog_failed", error=repr(exc))
+            self._peer_gone()
+        finally:
+            self._writer = None
+            self._outbox = None
+
+    def _peer_gone(self) -> None:
+        self._closing = True
+        self._drop_outbox()
+
+    def _drop_outbox(self) -> None:
+        if self._outbox is not None:
+            self._outbox.clear()
+
+    def _slow_consumer(self) -> None:
+        log.warning("ws_slow_consumer", queued=len(self._outbox or ()), user_id=self._user_id)
+        self._closing = True
+        self._drop_outbox()  # free the memory now; the client reconnects with its cursor
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(
+            self._close_now(SLOW_CONSUMER, "Slow consumer: send queue full"), name="bff-ws-closer"
+        )
+
+    # Closing.
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (waiting at most FLUSH_BEFORE_CLOSE_S for them)."""
+        if self._closing:
+            return
+        self._closing = True
+        writer = self._writer
+        if writer is not None and not writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), FLUSH_BEFORE_CLOSE_S)
+            writer.cancel()
+        await self._close_now(code, reason)
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        self._record_close(code, "server", reason)
+        # Waits while the transport is paused: a client that does not read gets the close frame
+        # after what is already in flight, or is dropped by uvicorn's keepalive.
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    def _record_close(self, code: int, by: str, reason: str = "") -> None:
+        self.close_code, self.close_reason = code, reason
+        CLOSES.labels(str(code), by).inc()
+
+    # Lifecycle.
+
+    def _open(self) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        OPEN_SOCKETS.inc()
+        self._last_frame = asyncio.get_running_loop().time()
+        if self.policy.idle_timeout_seconds > 0:
+            self._idle = asyncio.create_task(self._watch_idle(), name="bff-ws-idle")
+
+    async def _watch_idle(self) -> None:
+        timeout = self.policy.idle_timeout_seconds
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            remaining = self._last_frame + timeout - loop.time()
+            if remaining <= 0:
+                await self.close(IDLE_TIMEOUT, "Idle timeout")
+                return
+            await asyncio.sleep(remaining)
+
+    async def admit(self, context: object) -> bool:
+        """Take one of the viewer's connection slots; close with 1008 when they are all taken."""
+        viewer = getattr(context, "viewer", None)
+        if viewer is None or self._user_id is not None:
+            return True
+        if self._users.acquire(viewer.user_id):
+            self._user_id = viewer.user_id
+            return True
+        log.info("ws_rejected", reason="too many connections", user_id=viewer.user_id)
+        await self.close(TOO_MANY_CONNECTIONS, "Too many connections for this user")
+        return False
+
+    async def finish(self) -> None:
+        """Release everything this socket holds; idempotent (the handler and the receive loop both call it)."""
+        if self._finished or not self._opened:
+            return
+        self._finished = True
+        self._closing = True
+        tasks = [t for t in (self._writer, self._idle, self._closer) if t is not None]
+        for task in tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for task in tasks:
+            if task is not asyncio.current_task():
+                with contextlib.suppress(BaseException):
+                    await task
+        self._drop_outbox()
+        if self._user_id is not None:
+            self._users.release(self._user_id)
+        OPEN_SOCKETS.dec()
+        log.info("ws_closed", code=self.close_code, reason=self.close_reason, user_id=self._user_id)
+
+
+def subscription_field(schema: Any, query: str, operation_name: str | None) -> str | None:
+    """The root field of a subscription document (a schema field, else "other"); None for other operations."""
+    try:
+        document = parse(query, no_location=True, max_tokens=10_000)
+    except Exception:
+        return None  # strawberry reports the syntax error
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)]
+    if len(chosen) != 1 or chosen[0].operation != OperationType.SUBSCRIPTION:
+        return None
+    fields = [s for s in chosen[0].selection_set.selections if isinstance(s, FieldNode)]
+    if not fields:
+        return "other"
+    name = fields[0].name.value
+    subscription_type = getattr(getattr(schema, "_schema", None), "subscription_type", None)
+    known = subscription_type.fields if subscription_type is not None else {}
+    return name if name in known else "other"  # bounded label values
+
+
+@contextlib.contextmanager
+def counted(field: str | None) -> Iterator[None]:
+    if field is None:
+        yield
+        return
+    SUBSCRIPTIONS.labels(field).inc()
+    try:
+        yield
+    finally:
+        SUBSCRIPTIONS.labels(field).dec()
+
+
+async def serve_shared(
+    view: object,
+    socket: PolicedWebSocket,
+    context: Context,
+    frame_prefix: str,
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, object] | None,
+) -> bool:
+    """Serve an operation from shared fan-out (bff/ws_fanout.py); False when strawberry must run it.
+
+    Each payload is rendered once per group; this socket gets it behind its own frame prefix
+    (`{"id":…,"type":"next","payload":`), closed by `}`.
+    """
+    shared: SharedSubscriptions | None = getattr(view, "shared_subscriptions", None)
+    if shared is None:
+        return False
+    runner = await shared.open(query, operation_name, variables, context)
+    if runner is None:
+        return False
+
+    def send(payload: str) -> bool:
+        return socket.queue_text(frame_prefix + payload + "}")
+
+    try:
+        await runner.serve(send)
+    except SlowConsumer:
+        socket.drop_slow_consumer()
+    return True
+
+
+def _json_string(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws with the socket policy: admission before the ack, counted operations."""
+
+    @property
+    def socket(self) -> PolicedWebSocket:
+        return cast(PolicedWebSocket, self.websocket)
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self.socket.finish()
+
+    async def send_message(self, message: Message) -> None:
+        if message["type"] == "connection_ack" and not await self.socket.admit(self.context):
+            return
+        await super().send_message(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        with counted(subscription_field(self.schema, operation.query, operation.operation_name)):
+            prefix = '{"id":' + _json_string(operation.id) + ',"type":"next","payload":'
+            if await serve_shared(
+                self.view,
+                self.socket,
+                self.context,
+                prefix,
+                operation.query,
+                operation.operation_name,
+                operation.variables,
+            ):
+                return
+            await super().run_operation(operation)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):
+            return  # the socket is closing (slow consumer, idle, gone): not an application error
+        await super().handle_task_exception(error)
+
+
+class PolicedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws with the same socket policy."""
+
+    @property
+    def socket(self) -> PolicedWebSocket:
+        return cast(PolicedWebSocket, self.websocket)
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self.socket.finish()
+
+    async def send_message(self, message: OperationMessage) -> None:
+        if message["type"] == "connection_ack" and not await self.socket.admit(self.context):
+            return
+        await super().send_message(message)
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        with (
+            counted(subscription_field(self.schema, query, operation_name)),
+            contextlib.suppress(WebSocketDisconnected),
+        ):
+            prefix = '{"type":"data","id":' + _json_string(operation_id) + ',"payload":'
+            handled = False
+            try:
+                handled = await serve_shared(
+                    self.view, self.socket, self.context, prefix, query, operation_name, variables
+                )
+            except asyncio.CancelledError:
+                # `stop` (or the socket ending): answer as strawberry's path does.
+                handled = True
+                await self.send_message({"type": "complete", "id": operation_id})
+            finally:
+                if handled:  # release the bookkeeping strawberry's path would release
+                    self.tasks.pop(operation_id, None)
+                    self.subscriptions.pop(operation_id, None)
+            if not handled:
+                await super().handle_async_results(operation_id, query, operation_name, variables)
