@@ -1,4 +1,4 @@
-"""The `bff` command: run, migrate, seed, token, export-schema, check-schema."""
+"""The `bff` command: run, migrate, seed, token, export-schema, check-schema, register-operations."""
 
 from __future__ import annotations
 
@@ -146,6 +146,55 @@ def check_schema() -> None:
         err.print(f"Acknowledge intended breaking changes in {ACK_FILE} with a reason.")
         raise typer.Exit(1)
     err.print("[green]Schema up to date, no unacknowledged breaking change[/green]")
+
+
+@app.command("register-operations")
+def register_operations(
+    manifest: Path = typer.Argument(
+        ..., help="Apollo persisted-query manifest, or a JSON {sha256: query} map"
+    ),
+    migrate: bool = typer.Option(True, help="Apply migrations first"),
+) -> None:
+    """Store trusted operations in the database: with TRUSTED_DOCUMENTS=true only these run."""
+    import json
+
+    from graphql import GraphQLSyntaxError, parse, validate
+
+    from bff.db import Database
+    from bff.persisted import read_manifest, register
+    from schema import schema
+
+    settings = load_settings()
+    try:
+        entries = read_manifest(json.loads(manifest.read_text()))
+    except (OSError, ValueError) as error:  # unreadable, not JSON, or not a manifest
+        err.print(f"[red]{manifest}[/red]: {error}")
+        raise typer.Exit(1) from None
+    problems = 0
+    for digest, name, body in entries:
+        try:
+            errors = validate(schema._schema, parse(body))
+        except GraphQLSyntaxError as error:
+            errors = [error]
+        for invalid in errors:
+            err.print(f"[red]{name or digest[:12]}[/red]: {invalid.message}")
+            problems += 1
+    if problems:
+        err.print("Nothing registered: every operation must be valid against the current schema.")
+        raise typer.Exit(1)
+    if migrate:
+        _migrate(settings.database_url)
+
+    async def go() -> int:
+        db = Database(settings.database_url)
+        await db.connect()
+        try:
+            return await register(db, entries)
+        finally:
+            await db.disconnect()
+
+    added = asyncio.run(go())
+    err.print(f"[green]Registered {len(entries)} operations[/green] ({added} new)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,26 +3,37 @@
 Phones send the same few operations all day: the parsed and validated document is kept in
 an LRU keyed by the query text, so a repeat request skips lexing, parsing and validation.
 Only documents that passed validation are cached; refusals are cheap to recompute and must
-not fill the cache.
+not fill the cache. The cached entry also holds each operation's cost plan (bff/cost.py): the
+cost depends on the variables, so a request evaluates the cached plan with its own.
+
+With introspection off (production, unless INTROSPECTION says otherwise) a validation rule
+refuses `__schema` and `__type` (`__typename` stays: clients add it everywhere), and
+validation messages lose their "Did you mean …?" suggestions, which would spell the schema
+out one guess at a time.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
     OperationDefinitionNode,
     OperationType,
+    ValidationRule,
     parse,
+    specified_rules,
     validate,
 )
 
-from bff import limits
+from bff import cost, limits
 from bff.config import Settings
 from bff.errors import BffError, ErrorCode
 
@@ -32,6 +43,8 @@ class PreparedDocument:
     document: DocumentNode
     # operation name (None for the anonymous one) -> kind
     operations: dict[str | None, OperationType]
+    costs: dict[str | None, cost.CostPlan]
+    max_cost: int
 
     def operation(self, name: str | None) -> tuple[str | None, OperationType]:
         """Which operation runs: the named one, or the only one."""
@@ -47,6 +60,10 @@ class PreparedDocument:
             )
         return name, self.operations[name]
 
+    def cost(self, name: str | None, variables: dict[str, Any] | None) -> int:
+        """The static cost of operation `name` with these variables (capped just above MAX_COST)."""
+        return self.costs[name].evaluate(variables, self.max_cost + 1)
+
 
 class DocumentRefused(Exception):
     """The document cannot run: parse, limit or validation errors (a GraphQL request error)."""
@@ -56,10 +73,36 @@ class DocumentRefused(Exception):
         self.errors = errors
 
 
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
+
+
+class NoIntrospection(ValidationRule):
+    """Refuses the introspection entry points `__schema` and `__type` with INTROSPECTION_DISABLED."""
+
+    def enter_field(self, node: FieldNode, *_: object) -> None:
+        if node.name.value in ("__schema", "__type"):
+            self.report_error(
+                GraphQLError(
+                    "Introspection is disabled on this server",
+                    node,
+                    extensions={"code": ErrorCode.INTROSPECTION_DISABLED.value},
+                )
+            )
+
+
+def introspection_enabled(settings: Settings) -> bool:
+    """INTROSPECTION when set, else on everywhere but production."""
+    if settings.introspection is not None:
+        return settings.introspection
+    return settings.bff_env != "production"
+
+
 class DocumentCache:
     def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
         self._schema = schema
         self._settings = settings
+        self._introspection = introspection_enabled(settings)
+        self._rules = list(specified_rules) if self._introspection else [*specified_rules, NoIntrospection]
         self._cache: OrderedDict[str, PreparedDocument] = OrderedDict()
 
     def prepare(self, query: str) -> PreparedDocument:
@@ -100,14 +143,23 @@ class DocumentCache:
             limits.check(document, settings)
         except BffError as error:
             raise DocumentRefused([error.to_graphql()]) from None
-        errors = validate(self._schema, document, max_errors=20)
+        errors = validate(self._schema, document, self._rules, max_errors=20)
         if errors:
             for invalid in errors:
-                invalid.extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
+                if not (invalid.extensions or {}).get("code"):
+                    invalid.extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
+                if not self._introspection:
+                    invalid.message = _SUGGESTION.sub("", invalid.message)
             raise DocumentRefused(list(errors))
+        try:
+            limits.check_root_fields(document, settings)
+        except BffError as error:
+            raise DocumentRefused([error.to_graphql()]) from None
         operations = {
             (d.name.value if d.name else None): d.operation
             for d in document.definitions
             if isinstance(d, OperationDefinitionNode)
         }
-        return PreparedDocument(document, operations)
+        return PreparedDocument(
+            document, operations, cost.plans(self._schema, document, settings), settings.max_cost
+        )

@@ -7,11 +7,16 @@ times), depth goes through fragments. Each fragment is measured once and remembe
 document whose fragments spread each other twice over (2^n paths) costs n steps, not 2^n.
 A fragment cycle stops the walk here and is then reported by graphql-core's NoFragmentCycles
 rule.
+
+Root fields are counted per operation through its fragments (each fragment once per selection
+set, as execution collects them), after validation; directives are counted as written in the whole document
+(the cost of a directive is its parsing and validation, once per written directive).
 """
 
 from __future__ import annotations
 
 from graphql import (
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -19,6 +24,8 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Visitor,
+    visit,
 )
 
 from bff.config import Settings
@@ -105,6 +112,33 @@ class _Measure:
         return count
 
 
+def _root_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode], visited: set[str]
+) -> int:
+    """Fields of a root selection set, fragments flattened (each once, as execution collects them)."""
+    count = 0
+    for node in selection_set.selections:
+        if isinstance(node, FieldNode):
+            count += 1
+        elif isinstance(node, InlineFragmentNode):
+            count += _root_fields(node.selection_set, fragments, visited)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value not in visited:
+            visited.add(node.name.value)  # also stops a cycle
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:
+                count += _root_fields(fragment.selection_set, fragments, visited)
+    return count
+
+
+class _DirectiveCounter(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def enter_directive(self, node: DirectiveNode, *_: object) -> None:
+        self.count += 1
+
+
 def check(document: DocumentNode, settings: Settings) -> None:
     """Raise a BffError for the first limit an operation of the document exceeds."""
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
@@ -123,4 +157,30 @@ def check(document: DocumentNode, settings: Settings) -> None:
                 ErrorCode.DEPTH_LIMIT_EXCEEDED,
                 f"Selections nest deeper than {settings.max_depth} levels",
                 limit=settings.max_depth,
+            )
+    counter = _DirectiveCounter()
+    visit(document, counter)
+    if counter.count > settings.max_directives:
+        raise BffError(
+            ErrorCode.DIRECTIVE_LIMIT_EXCEEDED,
+            f"The document uses more than {settings.max_directives} directives",
+            limit=settings.max_directives,
+        )
+
+
+def check_root_fields(document: DocumentNode, settings: Settings) -> None:
+    """Refuse an operation with more than MAX_ROOT_FIELDS root fields.
+
+    Checked after validation: an unknown root field is a validation error first, and a root
+    field only costs something once it executes.
+    """
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    for operation in document.definitions:
+        if not isinstance(operation, OperationDefinitionNode):
+            continue
+        if _root_fields(operation.selection_set, fragments, set()) > settings.max_root_fields:
+            raise BffError(
+                ErrorCode.ROOT_FIELD_LIMIT_EXCEEDED,
+                f"An operation selects more than {settings.max_root_fields} root fields",
+                limit=settings.max_root_fields,
             )

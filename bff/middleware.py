@@ -70,5 +70,6 @@ class RequestContextMiddleware:
                 operation=state.get("operation_name"),
                 operation_kind=state.get("operation_kind"),
                 sql_statements=state.get("sql_statements"),
+                cost=state.get("cost"),
                 error_codes=state.get("error_codes"),
             )
