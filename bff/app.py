@@ -8,11 +8,13 @@ from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from bff.compression import CompressionMiddleware
 from bff.config import Settings, load_settings
 from bff.graphql_http import GraphQLHTTP, wants_html
 from bff.health import healthz, metrics, readyz
@@ -21,8 +23,20 @@ from bff.observability import configure_logging, configure_sentry
 from bff.playground import playground
 from bff.services import Services
 from bff.websocket import GraphQLWebSocket
+from schema.cache_policy import CACHE_POLICY
 
 STATIC = Path(__file__).resolve().parent / "static"
+# What a browser app on an allowed origin may send and read (CORS_ALLOW_ORIGINS).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Apollo-Require-Preflight",
+    "X-Apollo-Operation-Name",
+    "Idempotency-Key",
+    "X-Request-Id",
+    "If-None-Match",
+]
+CORS_EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-Id", "Idempotent-Replayed"]
 log = structlog.get_logger("bff.app")
 
 
@@ -31,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     configure_logging(settings)
     configure_sentry(settings)
     services = Services.from_settings(settings)
-    http = GraphQLHTTP(services)
+    http = GraphQLHTTP(services, CACHE_POLICY)
     websocket = GraphQLWebSocket(services)
 
     async def graphql(request: Request) -> Response:
@@ -47,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             app.state.draining = True
+            await http.close()
             await services.close()
             log.info("stopped")
 
@@ -63,5 +78,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.services = services
     app.state.draining = False
+    # Outermost last: request ids and access logs see every answer, CORS headers go on
+    # compressed and uncompressed answers alike, WebSocket traffic passes all three untouched.
+    app.add_middleware(CompressionMiddleware, minimum_size=settings.compression_min_bytes)
+    origins = [o.strip() for o in settings.cors_allow_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware)
     return app

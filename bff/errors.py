@@ -14,6 +14,8 @@ import structlog
 from graphql import GraphQLError
 
 log = structlog.get_logger("bff.errors")
+# SQLSTATE of a statement Postgres cancelled, e.g. past statement_timeout.
+QUERY_CANCELED = "57014"
 
 
 class ErrorCode(StrEnum):
@@ -34,10 +36,27 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     BATCHING_NOT_ENABLED = "BATCHING_NOT_ENABLED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    RATE_LIMITED = "RATE_LIMITED"
+    TIMEOUT = "TIMEOUT"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
+    ROOT_FIELD_LIMIT_EXCEEDED = "ROOT_FIELD_LIMIT_EXCEEDED"
+    DIRECTIVE_LIMIT_EXCEEDED = "DIRECTIVE_LIMIT_EXCEEDED"
+    COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
+    INTROSPECTION_DISABLED = "INTROSPECTION_DISABLED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
+    OPERATION_NOT_TRUSTED = "OPERATION_NOT_TRUSTED"
 
 
 # Codes a client may simply retry (the same request may succeed later).
-RETRYABLE = {ErrorCode.INTERNAL_SERVER_ERROR}
+RETRYABLE = {
+    ErrorCode.INTERNAL_SERVER_ERROR,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.TIMEOUT,
+    ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+}
 
 
 class BffError(Exception):
@@ -80,6 +99,10 @@ def format_error(error: GraphQLError, *, debug: bool = False) -> dict[str, Any]:
     if isinstance(original, BffError):
         out["message"] = original.message
         extensions = dict(original.extensions)
+    elif getattr(original, "sqlstate", None) == QUERY_CANCELED:
+        # Postgres cancelled the statement (statement_timeout): slow, not broken; a retry may pass.
+        out["message"] = "The database did not answer in time"
+        extensions = error_extensions(ErrorCode.TIMEOUT)
     elif original is not None and not isinstance(original, GraphQLError):
         report_exception(original, path=error.path)
         out["message"] = "Internal server error"

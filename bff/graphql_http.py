@@ -14,7 +14,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,15 +27,30 @@ from starlette.responses import Response
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 
+from bff import cost, csrf, http_cache, idempotency
+from bff.auth import Viewer
 from bff.db import StatementCounter, current_counter
 from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
+from bff.edge import Edge
 from bff.errors import BffError, ErrorCode, error_extensions, format_error, report_exception
+from bff.http_cache import Hint
 from bff.observability import ERRORS, REQUEST_SECONDS, operation_label
 from bff.services import Services
 from resolvers.context import Context
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+# Answers an Idempotency-Key does not keep: the mutation may or may not have happened.
+_NOT_FINAL = {ErrorCode.TIMEOUT.value, ErrorCode.INTERNAL_SERVER_ERROR.value}
+# Statuses of request errors that do not follow the media type. Apollo's persisted-query link
+# retries with the query on PERSISTED_QUERY_NOT_FOUND in a 200 (older links give up on
+# persisted queries after a 400); a hash that does not match its query is a malformed request.
+_STATUS_BY_CODE = {
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 200,
+    ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED: 200,
+    ErrorCode.PERSISTED_QUERY_HASH_MISMATCH: 400,
+    ErrorCode.BAD_REQUEST: 400,
+}
 
 
 class RequestRefused(Exception):
@@ -97,13 +115,21 @@ def wants_html(request: Request) -> bool:
 
 
 class GraphQLHTTP:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, cache_hints: Mapping[str, Hint] | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.schema = services.schema
         self.documents = DocumentCache(services.schema._schema, services.settings)
+        self.edge = Edge(services.settings, services.schema._schema, cache_hints or {})
+
+    async def close(self) -> None:
+        await self.edge.close()
 
     async def handle(self, request: Request) -> Response:
+        # Cache-Control and Vary on every answer; a cacheable query has set its own already.
+        return http_cache.default_headers(await self._handle(request))
+
+    async def _handle(self, request: Request) -> Response:
         state = request.scope.setdefault("state", {})
         media = negotiate(request.headers.get("accept"))
         if media is None:
@@ -115,6 +141,8 @@ class GraphQLHTTP:
                 state,
             )
         try:
+            if csrf.refused(request.headers, self.settings.csrf_prevention):
+                raise RequestRefused(400, ErrorCode.BAD_REQUEST, csrf.MESSAGE)
             params = await self._params(request)
             return await self._run(request, params, media)
         except RequestRefused as refused:
@@ -195,7 +223,10 @@ class GraphQLHTTP:
     @staticmethod
     def _checked(params: dict[str, Any]) -> dict[str, Any]:
         query = params.get("query")
-        if not isinstance(query, str) or not query:
+        extensions = params.get("extensions")
+        # A persisted query (Apollo's APQ protocol) may come without its text: only its hash.
+        by_hash = query is None and isinstance(extensions, dict) and "persistedQuery" in extensions
+        if not by_hash and (not isinstance(query, str) or not query):
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`query` must be a non-empty string")
         if params.get("variables") is not None and not isinstance(params["variables"], dict):
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "`variables` must be an object")
@@ -213,23 +244,28 @@ class GraphQLHTTP:
         started = time.perf_counter()
         state = request.scope["state"]
         try:
-            prepared = self.documents.prepare(params["query"])
+            prepared = await self.services.persisted.document(
+                params.get("query"), params.get("extensions"), self.documents.prepare
+            )
             name, kind = prepared.operation(params.get("operationName"))
+            # The static cost, with this request's variables: refused above MAX_COST, and kept
+            # on the request for the access log and the rate limiter (which charges by it).
+            state["cost"] = prepared.cost(name, params.get("variables"))
+            cost.check(state["cost"], self.settings)
         except DocumentRefused as refused:
             return self._errors_response(
                 refused.errors, media, 400 if media == GRAPHQL_RESPONSE else 200, state
             )
         except BffError as error:
-            return self._errors_response(
-                [error.to_graphql()], media, 400 if media == GRAPHQL_RESPONSE else 200, state
-            )
+            status = _STATUS_BY_CODE.get(error.code, 400 if media == GRAPHQL_RESPONSE else 200)
+            return self._errors_response([error.to_graphql()], media, status, state)
         state["operation_name"], state["operation_kind"] = name, kind.value
         if kind is OperationType.SUBSCRIPTION:
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "Subscriptions run over WebSocket on this path")
         if kind is OperationType.MUTATION and request.method == "GET":
             raise RequestRefused(405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations need POST", {"Allow": "POST"})
         try:
-            viewer = self.services.tokens.from_authorization(request.headers.get("authorization"))
+            viewer = await self.services.tokens.authenticate(request.headers.get("authorization"))
         except BffError as error:
             raise RequestRefused(
                 401,
@@ -238,6 +274,36 @@ class GraphQLHTTP:
                 {"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 error.extensions,  # `reason`: token_expired (refresh it) or invalid_token
             ) from None
+        owner = self.edge.owner(request.scope, viewer)
+        decision = await self.edge.charge(owner, state.get("cost", 1))
+        if not decision.allowed:
+            wait = decision.retry_after_seconds
+            raise RequestRefused(
+                429,
+                ErrorCode.RATE_LIMITED,
+                f"Too many requests: retry in {wait} s",
+                {"Retry-After": str(wait)},
+                {"retryAfter": wait},
+            )
+        answer = partial(self._answer, request, params, media, prepared, name, kind, viewer, started)
+        key = request.headers.get("idempotency-key")
+        if kind is OperationType.MUTATION and key is not None:
+            fingerprint = idempotency.fingerprint(_source(prepared), name, params.get("variables"))
+            return await self._idempotent(key, owner, fingerprint, state, answer)
+        return await answer()
+
+    async def _answer(
+        self,
+        request: Request,
+        params: dict[str, Any],
+        media: str,
+        prepared: PreparedDocument,
+        name: str | None,
+        kind: OperationType,
+        viewer: Viewer | None,
+        started: float,
+    ) -> Response:
+        state = request.scope["state"]
         context = Context(
             db=self.services.db,
             broker=self.services.broker,
@@ -248,8 +314,21 @@ class GraphQLHTTP:
         )
         counter = StatementCounter()
         token = current_counter.set(counter)
+        deadline_ms = self.settings.request_timeout_ms
         try:
-            result = await self._execute(prepared, name, params.get("variables"), context)
+            async with asyncio.timeout(deadline_ms / 1000):
+                result = await self._execute(prepared, name, params.get("variables"), context)
+        except TimeoutError:
+            # The whole execution was cancelled: no data to give. Without `data` the spec wants a
+            # 4xx/5xx for application/graphql-response+json; a gateway timeout says what happened.
+            late = BffError(ErrorCode.TIMEOUT, f"The operation did not finish within {deadline_ms} ms")
+            return self._result_response(
+                ExecutionResult(None, [late.to_graphql()]),
+                media,
+                504 if media == GRAPHQL_RESPONSE else 200,
+                state,
+                with_data=False,
+            )
         finally:
             current_counter.reset(token)
             state["sql_statements"] = counter.count
@@ -260,7 +339,63 @@ class GraphQLHTTP:
             result.data is None and bool(result.errors) and all(e.path is None for e in result.errors or ())
         )
         status = 400 if request_error and media == GRAPHQL_RESPONSE else 200
-        return self._result_response(result, media, status, state, with_data=not request_error)
+        response = self._result_response(result, media, status, state, with_data=not request_error)
+        if kind is OperationType.QUERY and status == 200 and not result.errors:
+            policy = self.edge.cache.policy(prepared.document, name)
+            return http_cache.conditional(request.headers, response, policy.for_viewer(viewer is not None))
+        return response
+
+    async def _idempotent(
+        self,
+        key: str,
+        owner: str,
+        fingerprint: str,
+        state: dict[str, Any],
+        answer: Callable[[], Awaitable[Response]],
+    ) -> Response:
+        """Run a mutation once per Idempotency-Key (bff/idempotency.py)."""
+        if not idempotency.valid_key(key):
+            raise RequestRefused(
+                400, ErrorCode.BAD_REQUEST, "Idempotency-Key must be 1 to 255 printable ASCII characters"
+            )
+        store, scoped = self.edge.idempotency, f"{owner}:{key}"
+        claim = await store.begin(scoped, fingerprint, self.settings.request_timeout_ms / 1000 + 5)
+        if claim.outcome == "replay" and claim.stored is not None:
+            stored = claim.stored
+            return Response(
+                stored.body,
+                status_code=stored.status,
+                media_type=stored.media_type,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        if claim.outcome == "reused":
+            raise RequestRefused(
+                422,
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "This Idempotency-Key was used with a different request: use a new key for a new request",
+            )
+        if claim.outcome == "in_use":
+            raise RequestRefused(
+                409,
+                ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+                "A request with this Idempotency-Key is still running: retry shortly to get its answer",
+                {"Retry-After": "1"},
+            )
+        if claim.outcome != "run":  # the store is unreachable: run unprotected, as without a key
+            return await answer()
+        try:
+            response = await answer()
+        except BaseException:
+            await asyncio.shield(store.release(scoped, claim))
+            raise
+        codes = set(state.get("error_codes") or ())
+        if response.status_code >= 500 or codes & _NOT_FINAL:
+            await store.release(scoped, claim)  # nothing final to replay: a retry runs again
+        else:
+            body = bytes(response.body)
+            stored = idempotency.Stored(response.status_code, response.media_type or JSON, body)
+            await store.finish(scoped, claim, fingerprint, stored)
+        return response
 
     async def _execute(
         self, prepared: PreparedDocument, name: str | None, variables: dict[str, Any] | None, context: Context
@@ -315,3 +450,9 @@ class GraphQLHTTP:
         return Response(
             orjson.dumps(body), status_code=refused.status, media_type=media, headers=refused.headers
         )
+
+
+def _source(prepared: PreparedDocument) -> str:
+    """The document's text, however it arrived (in full, or by a persisted-query hash)."""
+    loc = prepared.document.loc
+    return loc.source.body if loc is not None else ""

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import brotli
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -155,8 +156,11 @@ class EnvelopeSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if self.headers.get("content-encoding") == "gzip":
+                encoding = self.headers.get("content-encoding")
+                if encoding == "gzip":
                     body = gzip.decompress(body)
+                elif encoding == "br":  # sentry-sdk prefers brotli when the package is installed
+                    body = brotli.decompress(body)
                 sink.envelopes.append(body)
                 sink.received.set()
                 self.send_response(200)
