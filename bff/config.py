@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     sentry_traces_sample_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="share of requests traced in Sentry"
     )
+    compiled_execution: bool = Field(
+        True,
+        description="run queries through compiled plans (bff/compiled.py); false: graphql-core's executor",
+    )
     graceful_shutdown_seconds: int = Field(20, ge=0, description="time in-flight requests get after SIGTERM")
 
     # WebSocket limits (bff/ws_limits.py); close codes in docs/decisions.md.

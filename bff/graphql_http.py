@@ -29,6 +29,7 @@ from strawberry.schema._graphql_core import execution_context_class_kwargs
 
 from bff import cost, csrf, http_cache, idempotency
 from bff.auth import Viewer
+from bff.compiled import PlanCache, execute_plan
 from bff.db import StatementCounter, current_counter
 from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
 from bff.edge import Edge
@@ -120,6 +121,13 @@ class GraphQLHTTP:
         self.settings = services.settings
         self.schema = services.schema
         self.documents = DocumentCache(services.schema._schema, services.settings)
+        # Queries run through plans compiled once per document; anything a plan does not
+        # cover (mutations, introspection, @defer…) goes to graphql-core's executor.
+        self.plans = (
+            PlanCache(services.schema, services.settings.document_cache_size or 256)
+            if services.settings.compiled_execution
+            else None
+        )
         self.edge = Edge(services.settings, services.schema._schema, cache_hints or {})
 
     async def close(self) -> None:
@@ -400,6 +408,10 @@ class GraphQLHTTP:
     async def _execute(
         self, prepared: PreparedDocument, name: str | None, variables: dict[str, Any] | None, context: Context
     ) -> ExecutionResult:
+        if self.plans is not None:
+            plan = self.plans.plan(prepared.document, name)
+            if plan is not None:
+                return await execute_plan(plan, context, variables)
         result = execute(
             self.schema._schema,
             prepared.document,

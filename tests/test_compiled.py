@@ -1,0 +1,310 @@
+"""The compiled executor answers exactly as graphql-core does: same data, same errors, same SQL cost.
+
+Every case runs both executors on the same app and database (SQLite and Postgres), each with a
+fresh Context, and compares `data` and the errors as clients see them (bff.errors.format_error).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graphql import DocumentNode, ExecutionResult, execute, parse, validate
+from starlette.applications import Starlette
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema._graphql_core import execution_context_class_kwargs
+
+from bff.auth import Viewer
+from bff.compiled import Compiler, PlanCache, Unsupported, compile_operation, execute_plan
+from bff.db import Database, StatementCounter, current_counter
+from bff.errors import format_error
+from resolvers.context import Context
+from schema.relay import to_global_id
+
+OPS = Path(__file__).parent / "ops"
+
+
+def op(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((OPS / name).read_text())
+    return loaded
+
+
+def context(app: Starlette, user: int | None) -> Context:
+    services = app.state.services
+    return Context(
+        db=services.db,
+        broker=services.broker,
+        settings=services.settings,
+        tokens=services.tokens,
+        viewer=Viewer(user, time.time() + 3600) if user is not None else None,
+    )
+
+
+async def run_core(
+    app: Starlette, document: DocumentNode, name: str | None, variables: Any, user: int | None
+) -> ExecutionResult:
+    schema = app.state.services.schema
+    result = execute(  # as bff/graphql_http.py's _execute runs it
+        schema._schema,
+        document,
+        context_value=context(app, user),
+        variable_values=variables,
+        operation_name=name,
+        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+        **execution_context_class_kwargs(schema.execution_context_class),
+        operation_extensions=None,
+    )
+    if not isinstance(result, ExecutionResult):
+        result = await result
+    return result
+
+
+def errors_of(result: ExecutionResult) -> list[dict[str, Any]] | None:
+    return None if result.errors is None else [format_error(e) for e in result.errors]
+
+
+async def both(
+    app: Starlette,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    user: int | None = None,
+    name: str | None = None,
+    ordered: bool = True,
+) -> ExecutionResult:
+    """Run `query` with both executors, assert they agree, return the compiled result.
+
+    `ordered=False` compares the errors as a set: the order of errors raised by concurrent
+    siblings follows the database's timing, and varies between two graphql-core runs too.
+    """
+    schema = app.state.services.schema
+    document = parse(query)
+    assert validate(schema._schema, document) == []
+    plan = compile_operation(schema, document, name)
+    assert plan is not None
+    expected = await run_core(app, document, name, variables, user)
+    got = await execute_plan(plan, context(app, user), variables)
+    assert got.data == expected.data
+    if ordered:
+        assert errors_of(got) == errors_of(expected)
+    else:
+        assert sorted(map(repr, errors_of(got) or [])) == sorted(map(repr, errors_of(expected) or []))
+    return got
+
+
+async def sql(app: Starlette, statement: str, values: dict[str, Any] | None = None) -> Any:
+    db: Database = app.state.services.db
+    return await db.fetch_val(statement, values or {})
+
+
+@pytest.mark.parametrize("name", ["home.json", "home-relay.json"])
+async def test_home_answers_alike_signed_in(app: Starlette, name: str) -> None:
+    home = op(name)
+    result = await both(app, home["query"], home["variables"], user=7, name="Home")
+    assert result.errors is None
+    assert result.data is not None and len(result.data["feed"]["edges"]) == 20
+
+
+async def test_anonymous_home_nulls_viewer_and_feed_with_unauthenticated_errors(app: Starlette) -> None:
+    home = op("home.json")
+    result = await both(app, home["query"], home["variables"], name="Home")
+    assert result.data is not None
+    assert result.data["viewer"] is None and result.data["feed"] is None
+    assert len(result.data["leaderboard"]) == 10
+    assert [e["extensions"]["code"] for e in errors_of(result) or []] == ["UNAUTHENTICATED"] * 2
+
+
+@pytest.mark.parametrize("first", [1, 20, 100])
+async def test_compiled_home_costs_at_most_four_statements(app: Starlette, first: int) -> None:
+    home = op("home.json")
+    plan = compile_operation(app.state.services.schema, parse(home["query"]), "Home")
+    assert plan is not None
+    counter = StatementCounter()
+    token = current_counter.set(counter)
+    try:
+        result = await execute_plan(plan, context(app, 11), {**home["variables"], "first": first})
+    finally:
+        current_counter.reset(token)
+    assert result.errors is None and result.data is not None
+    assert len(result.data["feed"]["edges"]) == first
+    assert counter.count <= 4, counter.statements
+
+
+async def test_chat_list_and_room_history_answer_alike(app: Starlette) -> None:
+    member = int(await sql(app, "SELECT min(user_id) FROM room_members WHERE room_id = 1"))
+    await both(app, "{ viewer { rooms { id name } } }", user=member)
+    history = await both(
+        app,
+        "query($id: ID!) { chatRoom(id: $id) { id name members { id } messages(last: 50) {"
+        " edges { cursor node { id body createdAt clientMessageId author { id handle avatarUrl } } }"
+        " pageInfo { startCursor endCursor hasPreviousPage hasNextPage } } } }",
+        {"id": to_global_id("ChatRoom", 1)},
+        user=member,
+    )
+    assert history.errors is None and history.data is not None
+    assert history.data["chatRoom"]["messages"]["edges"]
+
+
+async def test_a_chat_room_of_others_is_forbidden_alike(app: Starlette) -> None:
+    outsider = int(
+        await sql(
+            app,
+            "SELECT min(id) FROM users WHERE id NOT IN (SELECT user_id FROM room_members WHERE room_id = 1)",
+        )
+    )
+    result = await both(app, '{ chatRoom(id: "1") { id name } games { id name } }', user=outsider)
+    assert result.data is not None and result.data["chatRoom"] is None and result.data["games"]
+    assert [e["extensions"]["code"] for e in errors_of(result) or []] == ["FORBIDDEN"]
+
+
+async def test_bad_ids_are_bad_user_input_alike(app: Starlette) -> None:
+    result = await both(
+        app,
+        '{ user(id: "not an id") { id } node(id: "bm9wZQ==") { id } other: user(id: "2") { handle } }',
+        user=3,
+    )
+    assert [e["extensions"]["code"] for e in errors_of(result) or []] == ["BAD_USER_INPUT"] * 2
+
+
+async def test_node_and_nodes_with_fragments_inline_fragments_and_aliases_answer_alike(
+    app: Starlette,
+) -> None:
+    outsider = int(
+        await sql(
+            app,
+            "SELECT min(id) FROM users WHERE id NOT IN (SELECT user_id FROM room_members WHERE room_id = 1)",
+        )
+    )
+    ids = [
+        to_global_id("User", 1),
+        to_global_id("Post", 1),
+        "garbage",  # BAD_USER_INPUT for this item only
+        to_global_id("ChatRoom", 1),  # FORBIDDEN for this item only
+        to_global_id("Post", 10**9),  # null: no such post
+        to_global_id("Game", 2),
+        to_global_id("Message", 1),  # FORBIDDEN as well
+    ]
+    query = """
+        query Refetch($id: ID!, $ids: [ID!]!) {
+          first: node(id: $id) { __typename id ...UserBits ... on Post { body } }
+          second: node(id: $id) { ... on User { handle h: handle } }
+          nodes(ids: $ids) {
+            __typename
+            id
+            ...UserBits
+            ...PostBits
+            ... on Game { name leaderboard(first: 3) { rank points user { id } } }
+            ... on ChatRoom { name }
+          }
+        }
+        fragment UserBits on User { handle displayName createdAt }
+        fragment PostBits on Post { likeCount viewerHasLiked createdAt author { ...UserBits } }
+    """
+    result = await both(
+        app, query, {"id": to_global_id("User", 5), "ids": ids}, user=outsider, name="Refetch"
+    )
+    assert result.data is not None
+    nodes = result.data["nodes"]
+    assert [n and n["__typename"] for n in nodes] == ["User", "Post", None, None, None, "Game", None]
+    codes = sorted(e["extensions"]["code"] for e in errors_of(result) or [])
+    assert codes == ["BAD_USER_INPUT", "FORBIDDEN", "FORBIDDEN"]
+
+
+async def test_include_and_skip_follow_the_variables_of_each_request(app: Starlette) -> None:
+    query = """
+        query Screen($withViewer: Boolean!, $noFeed: Boolean = false) {
+          viewer @include(if: $withViewer) { id handle }
+          feed(first: 3) @skip(if: $noFeed) {
+            edges { node { id body @include(if: $withViewer) ... @skip(if: $withViewer) { createdAt } } }
+          }
+          games { id name @skip(if: true) }
+        }
+    """
+    schema = app.state.services.schema
+    document = parse(query)
+    plan = compile_operation(schema, document, "Screen")
+    assert plan is not None and plan.directive_variables == ("withViewer", "noFeed")
+    for variables in (
+        {"withViewer": True},
+        {"withViewer": False, "noFeed": False},
+        {"withViewer": True, "noFeed": True},
+        {"withViewer": True},
+    ):
+        expected = await run_core(app, document, "Screen", variables, 4)
+        got = await execute_plan(plan, context(app, 4), variables)
+        assert got.data == expected.data and errors_of(got) == errors_of(expected)
+    assert len(plan.variants) == 3  # one variant per combination, reused by the fourth request
+    data = got.data
+    assert data is not None and "viewer" in data and "name" not in data["games"][0]
+
+
+async def test_a_non_null_field_error_nulls_the_nearest_nullable_parent(app: Starlette) -> None:
+    member = int(await sql(app, "SELECT min(user_id) FROM room_members WHERE room_id = 1"))
+    # ChatRoom.messages is non-null: its error nulls chatRoom, the other root fields stay.
+    result = await both(
+        app,
+        '{ chatRoom(id: "1") { name messages(last: 5, before: "garbage") { edges { cursor } } } viewer { id } }',
+        user=member,
+    )
+    assert result.data is not None and result.data["chatRoom"] is None and result.data["viewer"]
+    assert [e["path"] for e in errors_of(result) or []] == [["chatRoom", "messages"]]
+
+
+async def test_a_non_null_error_reaching_the_root_nulls_all_data_alike(app: Starlette) -> None:
+    # Game.leaderboard, the Game items and Query.games are all non-null: data itself is null,
+    # and graphql-core keeps only the first error once the root is nulled.
+    result = await both(app, "{ viewer { id } games { name leaderboard(first: 5000) { rank } } }", user=2)
+    assert result.data is None
+    assert [e["extensions"]["code"] for e in errors_of(result) or []] == ["BAD_USER_INPUT"]
+
+
+async def test_variables_that_do_not_coerce_are_a_request_error_alike(app: Starlette) -> None:
+    home = op("home.json")
+    result = await both(app, home["query"], {"first": "twenty", "game": "1"}, user=7, name="Home")
+    assert result.data is None and result.errors and result.errors[0].path is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'mutation { likePost(postId: "1") { likeCount } }',
+        'subscription { messageAdded(roomId: "1") { id } }',
+        "{ __schema { queryType { name } } }",
+        '{ __type(name: "User") { name } }',
+        "{ games { id ... @defer { name } } }",
+        "{ games { id @deprecated } }",
+        "query A { games { id } } query B { games { name } }",
+    ],
+)
+def test_what_the_plan_does_not_cover_is_left_to_graphql_core(app: Starlette, query: str) -> None:
+    assert compile_operation(app.state.services.schema, parse(query), None) is None
+
+
+def test_plans_are_cached_per_document_and_operation(app: Starlette) -> None:
+    cache = PlanCache(app.state.services.schema, size=2)
+    first, again = parse("query A { games { id } }"), parse("query A { games { id } }")
+    plan = cache.plan(first, "A")
+    assert plan is not None and cache.plan(first, "A") is plan
+    assert cache.plan(again, "A") is plan  # the same text parsed again
+    assert cache.plan(first, "B") is None  # no such operation: graphql-core answers
+    unlocated = parse("query A { games { id } }", no_location=True)
+    assert cache.plan(unlocated, "A") not in (None, plan)
+
+
+async def test_a_plan_that_cannot_be_built_is_answered_by_graphql_core(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: Any) -> None:
+        raise Unsupported("as if the scan had missed something")
+
+    monkeypatch.setattr(Compiler, "root", refuse)
+    home = op("home.json")
+    document = parse(home["query"])
+    plan = compile_operation(app.state.services.schema, document, "Home")
+    assert plan is not None
+    expected = await run_core(app, document, "Home", home["variables"], 7)
+    got = await execute_plan(plan, context(app, 7), home["variables"])
+    assert got.data == expected.data and got.errors is None and not plan.variants
