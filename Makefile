@@ -41,8 +41,9 @@ pytest: install system-deps
 ## The whole suite: lint, types, schema, then pytest against throw-away Postgres and Redis.
 test: install system-deps lint typecheck schema-check pytest
 
+## Home side by side with the peers (naive-strawberry, mercurius) in one run: see docs/benchmarks.md.
 bench: install
-	$(BIN)/python -m bench.query --help
+	./bench/side_by_side.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
