@@ -167,6 +167,28 @@ class Settings(BaseSettings):
     request_timeout_ms: int = Field(
         10_000, ge=1, description="execution deadline per HTTP request; past it the answer is a TIMEOUT error"
     )
+    ws_connection_init_timeout_seconds: float = Field(
+        10, gt=0, description="a WebSocket that sends no connection_init for this long is closed with 4408"
+    )
+
+    # Read cache (bff/cache.py, bff/rankings.py): local LRU+TTL, then Redis when REDIS_URL is set.
+    cache_enabled: bool = Field(
+        True,
+        description="cache users, like counts and leaderboard tops (false: every read goes to the database)",
+    )
+    cache_local_ttl_seconds: float = Field(
+        5,
+        gt=0,
+        description="in-process cache entries expire after this: the staleness bound if an invalidation is lost",
+    )
+    cache_local_max_entries: int = Field(
+        10_000, ge=0, description="entries kept in the in-process cache (LRU)"
+    )
+    cache_redis_ttl_seconds: int = Field(
+        300,
+        ge=1,
+        description="Redis cache entries and leaderboard sets are rebuilt from the database after this",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

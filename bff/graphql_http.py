@@ -319,6 +319,7 @@ class GraphQLHTTP:
             tokens=self.services.tokens,
             viewer=viewer,
             request_id=state.get("request_id", ""),
+            cache=self.services.cache,
         )
         counter = StatementCounter()
         token = current_counter.set(counter)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import strawberry
 
 from bff.auth import TokenVerifier
+from bff.cache import Cache
 from bff.config import Settings
 from bff.db import Database
 from bff.persisted import PersistedOperations
@@ -25,6 +26,7 @@ class Services:
     schema: strawberry.Schema
     presence: Presence
     leaderboards: Coalescer
+    cache: Cache  # users, like counts, leaderboard tops (bff/cache.py)
     persisted: PersistedOperations = field(init=False)  # documents by hash (APQ, trusted documents)
 
     def __post_init__(self) -> None:
@@ -50,16 +52,19 @@ class Services:
                 settings.redis_url, broker, settings.presence_ttl_seconds, settings.presence_heartbeat
             ),
             leaderboards=Coalescer(broker, settings.leaderboard_coalesce_ms / 1000),
+            cache=Cache.from_settings(settings, broker),
         )
 
     async def start(self) -> None:
         await self.db.connect()
         await self.broker.start()
         await self.presence.start()
+        await self.cache.start()  # listening for invalidations before the first request
 
     async def close(self) -> None:
         await self.leaderboards.close()
         await self.presence.close()  # says LEFT for its connections while the broker is up
+        await self.cache.close()
         await self.broker.close()
         await self.persisted.close()
         await self.db.disconnect()

@@ -25,6 +25,11 @@ def presence(room_id: int) -> str:
     return f"bff:presence:{room_id}"
 
 
+def cache_invalidation(scope: str) -> str:
+    """Cache keys a write made stale: every instance drops them from its local cache (bff/cache.py)."""
+    return f"bff:cache:{scope}:invalidate"
+
+
 def encode(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 

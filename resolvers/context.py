@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bff.auth import TokenVerifier, Viewer
+from bff.cache import NO_CACHE, Cache
 from bff.config import Settings
 from bff.db import Database
 from bff.errors import BffError, ErrorCode
@@ -25,15 +26,17 @@ class Context:
     # Process-wide realtime state, used by subscriptions (the WebSocket endpoint passes them).
     presence: Presence | None = None
     leaderboards: Coalescer | None = None
+    # The process's read cache (Services); the default reads through to the database.
+    cache: Cache = NO_CACHE
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db, self.viewer.user_id if self.viewer else None)
+        self.loaders = Loaders(self.db, self.viewer.user_id if self.viewer else None, self.cache)
 
     def set_viewer(self, viewer: Viewer | None) -> None:
         """WebSockets learn the viewer at connection_init, after the context exists."""
         self.viewer = viewer
-        self.loaders = Loaders(self.db, viewer.user_id if viewer else None)
+        self.loaders = Loaders(self.db, viewer.user_id if viewer else None, self.cache)
 
     def require_viewer(self) -> int:
         """The viewer's user id; UNAUTHENTICATED for anonymous requests."""
@@ -43,4 +46,4 @@ class Context:
 
     def fresh_loaders(self) -> Loaders:
         """Loaders for one subscription event: a socket lives for hours, its caches must not."""
-        return Loaders(self.db, self.viewer.user_id if self.viewer else None)
+        return Loaders(self.db, self.viewer.user_id if self.viewer else None, self.cache)

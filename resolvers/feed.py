@@ -1,4 +1,8 @@
-"""The home feed: newest posts of the people the viewer follows, one page per statement."""
+"""The home feed: newest posts of the people the viewer follows, one page per statement.
+
+The page statement also says whether the viewer likes each post (a primary-key probe per row):
+like counts are then shared by everyone through the cache, and nothing per viewer is cached.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,14 @@ LIMIT :n
 """
 _SQLITE_AFTER = "AND (created_at < :after_ts OR (created_at = :after_ts AND id < :after_id))"
 
+# Whether the viewer likes each post of the page: probed for the page's rows only, after the limit.
+_WITH_LIKED = """
+SELECT page.id, page.author_id, page.body, page.created_at,
+  EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = page.id) AS liked
+FROM ({page}) page
+ORDER BY page.created_at DESC, page.id DESC
+"""
+
 
 @dataclass(slots=True)
 class FeedPage:
@@ -41,10 +53,14 @@ class FeedPage:
 
 async def list_feed(ctx: Context, viewer_id: int, first: int, after: tuple[datetime, int] | None) -> FeedPage:
     pg = ctx.db.dialect == "postgresql"
-    sql = (_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
+    page = (_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
+    sql = _WITH_LIKED.format(page=page)
     values: dict[str, object] = {"viewer": viewer_id, "n": first + 1}
     if after:
         values["after_ts"], values["after_id"] = after
     async with ctx.loaders.gate.list_fetch():
         rows = await ctx.db.fetch_all(sql, values)
+    liked = ctx.loaders.viewer_liked_by_post_id
+    for row in rows[:first]:
+        liked.prime(row["id"], bool(row["liked"]))
     return FeedPage([PostRow.from_db(r) for r in rows[:first]], has_next_page=len(rows) > first)

@@ -1,4 +1,9 @@
-"""Games and leaderboards: each user's best score, ranked by points desc then user id asc."""
+"""Games and leaderboards: each user's best score, ranked by points desc then user id asc.
+
+The top of a leaderboard comes from the cache (bff/rankings.py: a Redis sorted set per game,
+refilled from the database when missing; without Redis the process's cache, invalidated by
+submitScore). The database stays the source of truth: submitScore writes it first.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from bff.cache import Namespace
 from bff.errors import BffError, ErrorCode
 from realtime import channels
 from resolvers.context import Context
@@ -14,6 +20,10 @@ from resolvers.rows import GameRow, LeaderboardRow, RankedScore
 from resolvers.users import require_writer
 
 MAX_POINTS = 2_147_483_647
+# Without Redis: each game's top MAX_PAGE_SIZE in the local cache only (short TTL, invalidated here).
+TOPS: Namespace[list[tuple[int, int]]] = Namespace(
+    "leaderboard", orjson.dumps, lambda b: [(u, p) for u, p in orjson.loads(b)], shared=False
+)
 
 
 async def list_games(ctx: Context) -> list[GameRow]:
@@ -30,17 +40,42 @@ async def get_game(ctx: Context, game_id: int) -> GameRow:
 
 async def leaderboard(ctx: Context, game_id: int, first: int, *, with_users: bool) -> list[LeaderboardRow]:
     async with ctx.loaders.gate.list_fetch():
-        rows = await ctx.db.fetch_all(
-            "SELECT user_id, points FROM scores WHERE game_id = :g ORDER BY points DESC, user_id ASC LIMIT :n",
-            {"g": game_id, "n": first},
-        )
-    entries = [RankedScore(i + 1, r["points"], r["user_id"]) for i, r in enumerate(rows)]
+        top = await _top(ctx, game_id, first)
+    entries = [RankedScore(i + 1, points, user_id) for i, (user_id, points) in enumerate(top)]
     users = (
         await ctx.loaders.user_by_id.load_all([e.user_id for e in entries])
         if with_users
         else [None] * len(entries)
     )
     return [LeaderboardRow(e, u) for e, u in zip(entries, users, strict=True)]
+
+
+async def _top(ctx: Context, game_id: int, first: int) -> list[tuple[int, int]]:
+    """(user id, points) of the best `first`, from the nearest place that has them."""
+    cache = ctx.cache
+
+    async def from_db(n: int) -> list[tuple[int, int]]:
+        rows = await ctx.db.fetch_all(
+            "SELECT user_id, points FROM scores WHERE game_id = :g ORDER BY points DESC, user_id ASC LIMIT :n",
+            {"g": game_id, "n": n},
+        )
+        return [(int(r["user_id"]), int(r["points"])) for r in rows]
+
+    rankings = cache.rankings
+    if rankings is not None and first <= rankings.size:
+        top = await rankings.top(game_id, first)
+        if top is None:
+            top = await rankings.refill(game_id, from_db, first)
+        return top
+    size = ctx.settings.max_page_size
+    if cache.enabled and not cache.has_redis and first <= size:
+
+        async def load(ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+            return {game_id: await from_db(size)}
+
+        found = await cache.get_many(TOPS, [game_id], load)
+        return found[game_id][:first]
+    return await from_db(first)
 
 
 @dataclass(slots=True)
@@ -84,6 +119,11 @@ async def submit_score(ctx: Context, game_id: int, points: int) -> ScoreResult:
         {"g": game_id, "p": best, "u": viewer},
     )
     if improved:
+        # After the write (each statement commits on its own), before subscribers re-read.
+        if ctx.cache.rankings is not None:
+            await ctx.cache.rankings.record(game_id, viewer, int(best))
+        else:
+            await ctx.cache.invalidate(TOPS, [game_id])
         event = {"game_id": game_id, "user_id": viewer, "points": int(best)}
         await ctx.broker.publish(channels.leaderboard(game_id), orjson.dumps(event))
     return ScoreResult(game, int(best), int(rank), improved)

@@ -16,10 +16,12 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import Any, TypeVar
 
+import orjson
 from aiodataloader import DataLoader, Loader, dispatch_queue
 
+from bff.cache import Cache, Namespace
 from bff.db import Database
-from resolvers.rows import GameRow, MessageRow, PostRow, PostStats, RoomRow, UserRow
+from resolvers.rows import GameRow, MessageRow, PostRow, RoomRow, UserRow
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -82,6 +84,14 @@ class GatedLoader(DataLoader[K, V]):
         return list(await self.load_many(keys)) if keys else []
 
 
+# Hot, shared reads kept in the process's cache (bff/cache.py). Every write to what they copy
+# invalidates them: like counts in resolvers/posts.py; users are never written today.
+USERS: Namespace[UserRow] = Namespace(
+    "user", lambda u: orjson.dumps(u.to_event()), lambda b: UserRow.from_event(orjson.loads(b))
+)
+LIKE_COUNTS: Namespace[int] = Namespace("likes", lambda n: str(n).encode(), lambda b: int(b))
+
+
 def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str, Any]]:
     return {row[column]: row for row in rows}
 
@@ -89,9 +99,10 @@ def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str
 class Loaders:
     """The per-request set: `<Thing>By<Key>`."""
 
-    def __init__(self, db: Database, viewer_id: int | None) -> None:
+    def __init__(self, db: Database, viewer_id: int | None, cache: Cache) -> None:
         self.db = db
         self.viewer_id = viewer_id
+        self.cache = cache
         self.gate = FetchGate()
 
     # Created on first use: most requests touch two or three of them.
@@ -104,8 +115,13 @@ class Loaders:
         return GatedLoader(self.gate, self._posts)
 
     @cached_property
-    def post_stats_by_post_id(self) -> GatedLoader[int, PostStats]:
-        return GatedLoader(self.gate, self._post_stats)
+    def like_count_by_post_id(self) -> GatedLoader[int, int]:
+        return GatedLoader(self.gate, self._like_counts)
+
+    @cached_property
+    def viewer_liked_by_post_id(self) -> GatedLoader[int, bool]:
+        """Per viewer, so never in the shared cache; the feed page primes it from its own statement."""
+        return GatedLoader(self.gate, self._viewer_liked)
 
     @cached_property
     def game_by_id(self) -> GatedLoader[int, GameRow | None]:
@@ -128,13 +144,16 @@ class Loaders:
         return GatedLoader(self.gate, self._rooms_of_users)
 
     async def _users(self, ids: list[int]) -> list[UserRow | None]:
+        found = await self.cache.get_many(USERS, ids, self._users_from_db)
+        return [found.get(i) for i in ids]
+
+    async def _users_from_db(self, ids: list[int]) -> dict[int, UserRow]:
         rows = await self.db.fetch_all(
             "SELECT id, handle, display_name, avatar_url, created_at FROM users WHERE "
             + self.db.in_list("id", "ids"),
             {"ids": ids},
         )
-        found = _by_key(rows, "id")
-        return [UserRow.from_db(found[i]) if i in found else None for i in ids]
+        return {r["id"]: UserRow.from_db(r) for r in rows}
 
     async def _posts(self, ids: list[int]) -> list[PostRow | None]:
         rows = await self.db.fetch_all(
@@ -144,19 +163,29 @@ class Loaders:
         found = _by_key(rows, "id")
         return [PostRow.from_db(found[i]) if i in found else None for i in ids]
 
-    async def _post_stats(self, ids: list[int]) -> list[PostStats]:
-        # Like count and "did the viewer like it" in one statement over the likes_post_idx.
+    async def _like_counts(self, ids: list[int]) -> list[int]:
+        found = await self.cache.get_many(LIKE_COUNTS, ids, self._like_counts_from_db)
+        return [found.get(i, 0) for i in ids]
+
+    async def _like_counts_from_db(self, ids: list[int]) -> dict[int, int]:
         rows = await self.db.fetch_all(
-            "SELECT post_id, COUNT(*) AS like_count, MAX(CASE WHEN user_id = :viewer THEN 1 ELSE 0 END) AS liked "
-            "FROM likes WHERE " + self.db.in_list("post_id", "ids") + " GROUP BY post_id",
-            {"ids": ids, "viewer": self.viewer_id or 0},
+            "SELECT post_id, COUNT(*) AS like_count FROM likes WHERE "
+            + self.db.in_list("post_id", "ids")
+            + " GROUP BY post_id",
+            {"ids": ids},
         )
-        found = _by_key(rows, "post_id")
-        none = PostStats(0, False)
-        return [
-            PostStats(int(found[i]["like_count"]), bool(found[i]["liked"])) if i in found else none
-            for i in ids
-        ]
+        counts = {r["post_id"]: int(r["like_count"]) for r in rows}
+        return {i: counts.get(i, 0) for i in ids}  # posts nobody likes are cached as 0 too
+
+    async def _viewer_liked(self, ids: list[int]) -> list[bool]:
+        if self.viewer_id is None:
+            return [False] * len(ids)
+        rows = await self.db.fetch_all(
+            "SELECT post_id FROM likes WHERE user_id = :viewer AND " + self.db.in_list("post_id", "ids"),
+            {"ids": ids, "viewer": self.viewer_id},
+        )
+        liked = {r["post_id"] for r in rows}
+        return [i in liked for i in ids]
 
     async def _games(self, ids: list[int]) -> list[GameRow | None]:
         rows = await self.db.fetch_all(

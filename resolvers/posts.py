@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 
 from bff.errors import BffError, ErrorCode
 from resolvers.context import Context
+from resolvers.loaders import LIKE_COUNTS
 from resolvers.rows import PostRow, PostStats, PostView, UserRow
 from resolvers.users import require_writer
 
@@ -15,9 +16,7 @@ async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bo
     """Attach what the selection asked for, one batched load per kind for the whole page."""
     ids = [p.id for p in posts]
     none: list[None] = [None] * len(posts)
-    want_stats: Awaitable[list[PostStats] | list[None]] = (
-        ctx.loaders.post_stats_by_post_id.load_all(ids) if stats else _nothing(none)
-    )
+    want_stats: Awaitable[list[PostStats] | list[None]] = _stats(ctx, ids) if stats else _nothing(none)
     want_authors: Awaitable[list[UserRow | None] | list[None]] = (
         ctx.loaders.user_by_id.load_all([p.author_id for p in posts]) if author else _nothing(none)
     )
@@ -27,6 +26,15 @@ async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bo
 
 async def _nothing(none: list[None]) -> list[None]:
     return none
+
+
+async def _stats(ctx: Context, ids: list[int]) -> list[PostStats]:
+    """Like counts from the shared cache; the viewer's likes as the feed page primed them."""
+    loaders = ctx.loaders
+    counts, liked = await asyncio.gather(
+        loaders.like_count_by_post_id.load_all(ids), loaders.viewer_liked_by_post_id.load_all(ids)
+    )
+    return [PostStats(c, v) for c, v in zip(counts, liked, strict=True)]
 
 
 async def get_post(ctx: Context, post_id: int) -> PostRow:
@@ -44,7 +52,7 @@ async def like_post(ctx: Context, post_id: int) -> PostRow:
         "INSERT INTO likes (user_id, post_id) VALUES (:u, :p) ON CONFLICT (user_id, post_id) DO NOTHING",
         {"u": viewer, "p": post_id},
     )
-    ctx.loaders.post_stats_by_post_id.clear(post_id)
+    await _changed_likes(ctx, post_id)
     return post
 
 
@@ -53,8 +61,15 @@ async def unlike_post(ctx: Context, post_id: int) -> PostRow:
     viewer = await require_writer(ctx)
     post = await get_post(ctx, post_id)
     await ctx.db.execute("DELETE FROM likes WHERE user_id = :u AND post_id = :p", {"u": viewer, "p": post_id})
-    ctx.loaders.post_stats_by_post_id.clear(post_id)
+    await _changed_likes(ctx, post_id)
     return post
+
+
+async def _changed_likes(ctx: Context, post_id: int) -> None:
+    """After the write committed: this request and every instance's cache read the new count."""
+    ctx.loaders.like_count_by_post_id.clear(post_id)
+    ctx.loaders.viewer_liked_by_post_id.clear(post_id)
+    await ctx.cache.invalidate(LIKE_COUNTS, [post_id])
 
 
 __all__ = ["PostStats", "UserRow", "get_post", "hydrate", "like_post", "unlike_post"]

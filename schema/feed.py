@@ -38,13 +38,13 @@ class Post(Node):
     def like_count(self, info: Info[Context, None]) -> int:
         if self.hydrated is not None and self.hydrated.stats is not None:
             return self.hydrated.stats.like_count
-        return then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.like_count)  # type: ignore[no-any-return]
+        return then(info.context.loaders.like_count_by_post_id.load(self.pk), int)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Whether the signed-in viewer likes this post (false when anonymous).")
     def viewer_has_liked(self, info: Info[Context, None]) -> bool:
         if self.hydrated is not None and self.hydrated.stats is not None:
             return self.hydrated.stats.viewer_has_liked
-        return then(info.context.loaders.post_stats_by_post_id.load(self.pk), lambda s: s.viewer_has_liked)  # type: ignore[no-any-return]
+        return then(info.context.loaders.viewer_liked_by_post_id.load(self.pk), bool)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Who wrote the post.")
     def author(self, info: Info[Context, None]) -> User:

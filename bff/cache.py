@@ -1,0 +1,423 @@
+"""The read cache for hot, shared rows: an in-process layer in front of a Redis layer.
+
+- Local: a bounded LRU with a TTL, per process. Redis (with REDIS_URL): shared by every
+  instance, entries expiring after CACHE_REDIS_TTL_SECONDS. Without Redis, only the local layer.
+- `get_many(namespace, keys, load)`: local hits, then one MGET, then one `load` of what is
+  still missing. Concurrent misses of a key in this process share one fetch (single-flight).
+- `invalidate(namespace, keys)` after a write commits: drops the local entries, deletes the
+  Redis entries and bumps their versions, and (with Redis) publishes the keys on the broker:
+  every instance drops them from its local layer. A lost message (pub/sub is at most once) is
+  bounded by the local TTL; a broker gap (RESYNC) clears the local layer.
+- A fill never stores what a concurrent write made stale: Redis fills are compare-and-set on
+  the key's version read with the miss, local fills are skipped for keys invalidated since the
+  fetch began.
+- A Redis failure never fails a read: it counts as a miss and the store is skipped (logged).
+
+Counters: `bff_cache_requests_total{namespace, layer, result}` (hit/miss), loads from the
+database, invalidations, Redis errors; in `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+import structlog
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bff.config import Settings
+from bff.rankings import Rankings
+from realtime import channels
+from realtime.broker import Broker
+from realtime.hub import RESYNC
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+log = structlog.get_logger("bff.cache")
+
+REQUESTS = Counter("bff_cache_requests_total", "Cache lookups by layer", ["namespace", "layer", "result"])
+LOADS = Counter("bff_cache_loads_total", "Keys read from the database on a cache miss", ["namespace"])
+INVALIDATIONS = Counter(
+    "bff_cache_invalidations_total", "Keys invalidated, by where the write happened", ["namespace", "origin"]
+)
+ERRORS = Counter(
+    "bff_cache_redis_errors_total", "Redis cache commands that failed (served as misses)", ["op"]
+)
+
+REDIS_TIMEOUT_SECONDS = 1.0
+VERSION_TTL_SECONDS = 86_400  # far beyond any fetch: a version never expires under a fetch in flight
+
+# KEYS: value, version pairs. ARGV[1]: ttl; then per pair the version read with the miss and the payload.
+_FILL = """
+local ttl = ARGV[1]
+for i = 1, #KEYS, 2 do
+  local seen = ARGV[i + 1]
+  local now = redis.call('GET', KEYS[i + 1]) or ''
+  if now == seen then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl)
+  end
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace(Generic[V]):
+    """A kind of cached value: its name (keys, metrics) and how it travels through Redis."""
+
+    name: str
+    encode: Callable[[V], bytes]
+    decode: Callable[[bytes], V]
+    shared: bool = True  # False: local layer only
+
+
+class _Abandoned(Exception):
+    """The fetch another request was doing for this key did not finish (cancelled, failed)."""
+
+
+class LocalLayer:
+    """key -> (expires at, value): least recently used first, bounded."""
+
+    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
+        self.max_entries = max_entries
+        self.ttl = ttl_seconds
+        self._entries: OrderedDict[tuple[str, Hashable], tuple[float, Any]] = OrderedDict()
+        # When each key was last invalidated (bounded as well), and when everything was.
+        self._invalidated: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
+        self._cleared_at = -float("inf")
+
+    def get(self, key: tuple[str, Hashable]) -> tuple[bool, Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+            return False, None
+        self._entries.move_to_end(key)
+        return True, entry[1]
+
+    def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
+        """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""
+        if self.max_entries <= 0 or fetched_since <= self._cleared_at:
+            return
+        if self._invalidated.get(key, -float("inf")) >= fetched_since:
+            return
+        self._entries[key] = (time.monotonic() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: tuple[str, Hashable]) -> None:
+        self._entries.pop(key, None)
+        self._invalidated[key] = time.monotonic()
+        self._invalidated.move_to_end(key)
+        while len(self._invalidated) > max(self.max_entries, 1_000):
+            self._invalidated.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._invalidated.clear()
+        self._cleared_at = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def scope_of(database_url: str) -> str:
+    """Redis keys are namespaced by the database they copy: databases sharing a Redis never mix.
+
+    The database name (or SQLite file), not the whole URL: instances reaching one database
+    through different hosts or credentials still share entries and invalidations.
+    """
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/") or parts.netloc
+    return name.replace(" ", "_")[:200] or "default"
+
+
+class Cache:
+    """Built by Services (`from_settings`); `Cache()` is the disabled one: every read loads."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = False,
+        local: LocalLayer | None = None,
+        redis: Redis | None = None,
+        broker: Broker | None = None,
+        scope: str = "default",
+        redis_ttl_seconds: int = 300,
+        rankings: Rankings | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.local = local if local is not None else LocalLayer(0, 0)
+        self._redis = redis
+        self._broker = broker
+        self._prefix = f"bff:cache:{scope}:"
+        self._channel = channels.cache_invalidation(scope)
+        self._redis_ttl = redis_ttl_seconds
+        self.rankings = rankings  # leaderboards as Redis sorted sets (with Redis only)
+        self._origin = uuid.uuid4().hex
+        self._inflight: dict[tuple[str, Hashable], asyncio.Future[Any]] = {}
+        self._fill = redis.register_script(_FILL) if redis is not None else None
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, broker: Broker) -> Cache:
+        if not settings.cache_enabled:
+            return cls()
+        scope = scope_of(settings.database_url)
+        redis = None
+        rankings = None
+        if settings.redis_url:
+            redis = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            rankings = Rankings(
+                redis,
+                f"bff:cache:{scope}:lb:",
+                ttl_seconds=settings.cache_redis_ttl_seconds,
+                size=settings.max_page_size,
+            )
+        return cls(
+            enabled=True,
+            local=LocalLayer(settings.cache_local_max_entries, settings.cache_local_ttl_seconds),
+            redis=redis,
+            # In-process broker: every reader is in this process, and a write drops its keys here.
+            broker=broker if redis is not None else None,
+            scope=scope,
+            redis_ttl_seconds=settings.cache_redis_ttl_seconds,
+            rankings=rankings,
+        )
+
+    @property
+    def has_redis(self) -> bool:
+        return self._redis is not None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for other instances' invalidations; returns once subscribed."""
+        if not self.enabled or self._broker is None:
+            return
+        subscribed = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(subscribed), name="bff-cache-invalidations")
+        with contextlib.suppress(TimeoutError):  # the broker retries; the local TTL bounds the gap
+            async with asyncio.timeout(5):
+                await subscribed.wait()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        assert self._broker is not None
+        while True:
+            try:
+                async with self._broker.subscribe(self._channel) as sub:
+                    self.local.clear()  # whatever was published before we (re)subscribed is unknown
+                    subscribed.set()
+                    async for data in sub:
+                        if data == RESYNC:
+                            self.local.clear()
+                            continue
+                        self._apply(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cache_invalidation_listener_failed", error=type(exc).__name__)
+                self.local.clear()
+                await asyncio.sleep(1)
+
+    def _apply(self, data: bytes) -> None:
+        try:
+            event = channels.decode(data)
+            if event.get("origin") == self._origin:
+                return  # applied when it was written
+            namespace = str(event["namespace"])
+            keys = event["keys"]
+        except (ValueError, KeyError, TypeError):
+            self.local.clear()
+            return
+        for key in keys:
+            self.local.drop((namespace, key))
+        INVALIDATIONS.labels(namespace, "remote").inc(len(keys))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get_many(
+        self,
+        namespace: Namespace[V],
+        keys: Iterable[K],
+        load: Callable[[list[K]], Awaitable[dict[K, V]]],
+    ) -> dict[K, V]:
+        """The values of `keys` that exist, from the nearest layer that has them."""
+        if not self.enabled:
+            return await load(list(dict.fromkeys(keys)))
+        name = namespace.name
+        found: dict[K, V] = {}
+        waiting: dict[K, asyncio.Future[Any]] = {}
+        mine: list[K] = []
+        for key in dict.fromkeys(keys):
+            hit, value = self.local.get((name, key))
+            if hit:
+                found[key] = value
+            elif (name, key) in self._inflight:
+                waiting[key] = self._inflight[(name, key)]
+            else:
+                mine.append(key)
+        if found:
+            REQUESTS.labels(name, "local", "hit").inc(len(found))
+        if waiting or mine:
+            REQUESTS.labels(name, "local", "miss").inc(len(waiting) + len(mine))
+        if mine:
+            found.update(await self._fetch(namespace, mine, load))
+        for key, future in waiting.items():
+            try:
+                value = await asyncio.shield(future)
+            except _Abandoned:
+                value = (await load([key])).get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
+    async def _fetch(
+        self, namespace: Namespace[V], keys: list[K], load: Callable[[list[K]], Awaitable[dict[K, V]]]
+    ) -> dict[K, V]:
+        """Fetch `keys` for everyone in this process who misses them meanwhile."""
+        name = namespace.name
+        loop = asyncio.get_running_loop()
+        futures: dict[K, asyncio.Future[Any]] = {}
+        for key in keys:
+            future = loop.create_future()
+            future.add_done_callback(_retrieve)
+            futures[key] = self._inflight[(name, key)] = future
+        try:
+            values = await self._fetch_from_layers(namespace, keys, load)
+            for key, future in futures.items():
+                future.set_result(values.get(key, _MISSING))
+            return values
+        finally:
+            for key, future in futures.items():
+                if not future.done():
+                    future.set_exception(_Abandoned())
+                if self._inflight.get((name, key)) is future:
+                    del self._inflight[(name, key)]
+
+    async def _fetch_from_layers(
+        self, namespace: Namespace[V], keys: list[K], load: Callable[[list[K]], Awaitable[dict[K, V]]]
+    ) -> dict[K, V]:
+        name = namespace.name
+        since = time.monotonic()
+        values: dict[K, V] = {}
+        versions: dict[K, bytes] = {}
+        redis_ok = self._redis is not None and namespace.shared
+        if redis_ok:
+            assert self._redis is not None
+            names = [self._key(name, k) for k in keys]
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    raw: list[Any] = await self._redis.mget([*names, *(self._version(n) for n in names)])
+            except (RedisError, OSError, TimeoutError) as exc:
+                ERRORS.labels("mget").inc()
+                log.warning("cache_read_failed", namespace=name, error=type(exc).__name__)
+                redis_ok = False
+            else:
+                for i, key in enumerate(keys):
+                    payload, version = raw[i], raw[len(keys) + i]
+                    versions[key] = version or b""
+                    if payload is not None:
+                        values[key] = namespace.decode(payload)
+                        self.local.set((name, key), values[key], since)
+                hits = len(values)
+                if hits:
+                    REQUESTS.labels(name, "redis", "hit").inc(hits)
+                if hits < len(keys):
+                    REQUESTS.labels(name, "redis", "miss").inc(len(keys) - hits)
+        missing = [k for k in keys if k not in values]
+        if not missing:
+            return values
+        loaded = await load(missing)
+        LOADS.labels(name).inc(len(missing))
+        for key, value in loaded.items():
+            values[key] = value
+            self.local.set((name, key), value, since)
+        if redis_ok and loaded:
+            await self._store(namespace, loaded, versions)
+        return values
+
+    async def _store(self, namespace: Namespace[V], loaded: dict[K, V], versions: dict[K, bytes]) -> None:
+        assert self._fill is not None
+        keys: list[str] = []
+        args: list[Any] = [self._redis_ttl]
+        for key, value in loaded.items():
+            name = self._key(namespace.name, key)
+            keys += [name, self._version(name)]
+            args += [versions.get(key, b""), namespace.encode(value)]
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                await self._fill(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            ERRORS.labels("fill").inc()
+            log.warning("cache_fill_failed", namespace=namespace.name, error=type(exc).__name__)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def invalidate(self, namespace: Namespace[Any], keys: Sequence[Hashable]) -> None:
+        """After a write committed: no layer of any instance serves the old values past its bound."""
+        if not self.enabled or not keys:
+            return
+        name = namespace.name
+        for key in keys:
+            self.local.drop((name, key))
+        INVALIDATIONS.labels(name, "local").inc(len(keys))
+        if self._redis is not None and namespace.shared:
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        for key in keys:
+                            redis_key = self._key(name, key)
+                            pipe.incr(self._version(redis_key))
+                            pipe.expire(self._version(redis_key), VERSION_TTL_SECONDS)
+                            pipe.delete(redis_key)
+                        await pipe.execute()
+            except (RedisError, OSError, TimeoutError) as exc:
+                # Bounded by CACHE_REDIS_TTL_SECONDS: the entry expires on its own.
+                ERRORS.labels("invalidate").inc()
+                log.warning("cache_invalidate_failed", namespace=name, error=type(exc).__name__)
+        if self._broker is not None:
+            event = {"origin": self._origin, "namespace": name, "keys": list(keys)}
+            await self._broker.publish(self._channel, orjson.dumps(event))
+
+    def _key(self, namespace: str, key: Hashable) -> str:
+        return f"{self._prefix}{namespace}:{key}"
+
+    @staticmethod
+    def _version(redis_key: str) -> str:
+        return redis_key + ":v"
+
+
+_MISSING: Any = object()
+NO_CACHE = Cache()  # the disabled cache: contexts built without Services read the database
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # Nobody may be waiting: keep asyncio from logging "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()

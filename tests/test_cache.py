@@ -1,0 +1,369 @@
+"""The read cache: layers, TTL bound, single-flight, counters, invalidation, and Home's SQL cost.
+
+Home runs on SQLite and Postgres, each with and without Redis (without: the in-process layer only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from bff.app import create_app
+from bff.cache import Cache, LocalLayer, Namespace
+from bff.config import Settings
+from bff.db import Database
+from bff.rankings import Rankings
+from realtime.memory import MemoryBroker
+from schema.relay import to_global_id
+from tests.edge_fixtures import fresh_redis_url
+from tests.servers import RedisServer
+
+HOME = json.loads((Path(__file__).parent / "ops" / "home.json").read_text())
+LIKE = "mutation($id: ID!) { likePost(postId: $id) { id likeCount viewerHasLiked } }"
+UNLIKE = "mutation($id: ID!) { unlikePost(postId: $id) { id likeCount viewerHasLiked } }"
+SUBMIT = "mutation($g: ID!, $p: Int!) { submitScore(gameId: $g, points: $p) { points improved } }"
+TOP = "query($g: ID!) { leaderboard(gameId: $g, first: 10) { rank points user { id } } }"
+DIALECTS = ("sqlite", "postgresql")
+COUNTS: Namespace[int] = Namespace("test", lambda n: str(n).encode(), lambda b: int(b))
+
+
+# -- the object ----------------------------------------------------------------------------------
+
+
+def local_cache(max_entries: int = 100, ttl: float = 60) -> Cache:
+    return Cache(enabled=True, local=LocalLayer(max_entries, ttl), broker=MemoryBroker())
+
+
+class Source:
+    """A loader that counts its calls and keys, and can be held open."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, int] = {}
+        self.calls: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, keys: list[int]) -> dict[int, int]:
+        self.calls.append(keys)
+        read = {k: self.values.get(k, 0) for k in keys}  # what the database said when asked
+        await self.release.wait()
+        return read
+
+
+async def test_a_second_read_is_a_local_hit_until_the_ttl_ends() -> None:
+    cache = local_cache(ttl=0.2)
+    source = Source()
+    source.values[1] = 10
+    assert await cache.get_many(COUNTS, [1], source) == {1: 10}
+    source.values[1] = 11
+    assert await cache.get_many(COUNTS, [1], source) == {1: 10}
+    assert len(source.calls) == 1
+    # past the TTL the value is read again: the bound on staleness
+    await asyncio.sleep(0.25)
+    assert await cache.get_many(COUNTS, [1], source) == {1: 11}
+    assert len(source.calls) == 2
+
+
+async def test_the_local_layer_keeps_at_most_its_bound_dropping_the_least_recently_used() -> None:
+    cache = local_cache(max_entries=3)
+    source = Source()
+    await cache.get_many(COUNTS, [1, 2, 3], source)
+    await cache.get_many(COUNTS, [1], source)  # 1 is now the most recent
+    await cache.get_many(COUNTS, [4], source)  # evicts 2
+    assert len(cache.local) == 3
+    source.calls.clear()
+    await cache.get_many(COUNTS, [1, 2, 3, 4], source)
+    assert source.calls == [[2]]
+
+
+async def test_concurrent_misses_of_a_key_cause_one_load() -> None:
+    cache = local_cache()
+    source = Source()
+    source.values = {1: 5, 2: 6}
+    source.release.clear()
+    readers = [asyncio.create_task(cache.get_many(COUNTS, [1, 2], source)) for _ in range(50)]
+    while not source.calls:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)  # every reader has found the fetch in flight by now
+    source.release.set()
+    assert all(r == {1: 5, 2: 6} for r in await asyncio.gather(*readers))
+    assert source.calls == [[1, 2]]
+
+
+async def test_a_failed_load_fails_its_reader_and_the_waiters_load_themselves() -> None:
+    cache = local_cache()
+    gate = asyncio.Event()
+
+    async def failing(keys: list[int]) -> dict[int, int]:
+        await gate.wait()
+        raise RuntimeError("database down")
+
+    first = asyncio.create_task(cache.get_many(COUNTS, [1], failing))
+    await asyncio.sleep(0)
+    source = Source()
+    second = asyncio.create_task(cache.get_many(COUNTS, [1], source))
+    await asyncio.sleep(0)
+    gate.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert await second == {1: 0}
+
+
+async def test_a_value_read_before_an_invalidation_is_not_stored() -> None:
+    cache = local_cache()
+    source = Source()
+    source.values[1] = 1
+    source.release.clear()
+    reader = asyncio.create_task(cache.get_many(COUNTS, [1], source))
+    while not source.calls:
+        await asyncio.sleep(0)
+    # a write commits and invalidates while the old value is on its way
+    source.values[1] = 2
+    await cache.invalidate(COUNTS, [1])
+    source.release.set()
+    assert await reader == {1: 1}  # that reader began before the write
+    assert await cache.get_many(COUNTS, [1], source) == {1: 2}  # but nobody is served it later
+
+
+async def test_two_caches_on_one_redis_share_values_and_invalidations(redis_server: RedisServer) -> None:
+    url = await fresh_redis_url(redis_server)
+    from realtime.redis import RedisBroker
+
+    brokers = [RedisBroker(url), RedisBroker(url)]
+    caches = [
+        Cache(
+            enabled=True,
+            local=LocalLayer(100, 60),
+            redis=Redis.from_url(url),
+            broker=broker,
+            scope="shared-test",
+        )
+        for broker in brokers
+    ]
+    for broker, cache in zip(brokers, caches, strict=True):
+        await broker.start()
+        await cache.start()
+    try:
+        a, b = caches
+        source = Source()
+        source.values[7] = 70
+        assert await a.get_many(COUNTS, [7], source) == {7: 70}
+        # B finds it in Redis: no second load
+        assert await b.get_many(COUNTS, [7], source) == {7: 70}
+        assert len(source.calls) == 1
+        # a write on A: B's local copy goes within the bound (normally a pub/sub hop)
+        source.values[7] = 71
+        await a.invalidate(COUNTS, [7])
+        async with asyncio.timeout(5):
+            while (await b.get_many(COUNTS, [7], source)) != {7: 71}:
+                await asyncio.sleep(0.01)
+    finally:
+        for broker, cache in zip(brokers, caches, strict=True):
+            await cache.close()
+            await broker.close()
+
+
+async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_server: RedisServer) -> None:
+    url = await fresh_redis_url(redis_server)
+    client = Redis.from_url(url)
+    cache = Cache(enabled=True, local=LocalLayer(100, 60), redis=client, scope="race-test")
+    source = Source()
+    source.values[3] = 30
+    source.release.clear()
+    reader = asyncio.create_task(cache.get_many(COUNTS, [3], source))
+    while not source.calls:
+        await asyncio.sleep(0)
+    source.values[3] = 31
+    await cache.invalidate(COUNTS, [3])  # bumps the version the reader saw with its miss
+    source.release.set()
+    await reader
+    assert await client.get("bff:cache:race-test:test:3") is None
+    assert await cache.get_many(COUNTS, [3], source) == {3: 31}
+    assert await client.get("bff:cache:race-test:test:3") == b"31"
+    await cache.close()
+
+
+async def test_the_sorted_set_ranks_ties_by_user_id_and_keeps_only_the_top(redis_server: RedisServer) -> None:
+    client = Redis.from_url(await fresh_redis_url(redis_server))
+    rankings = Rankings(client, "test:lb:", ttl_seconds=60, size=3)
+    db_rows = [(5, 100), (2, 100), (9, 90), (1, 10)]
+
+    async def load(n: int) -> list[tuple[int, int]]:
+        return sorted(db_rows, key=lambda r: (-r[1], r[0]))[:n]
+
+    assert await rankings.top(1, 3) is None  # cold
+    assert await rankings.refill(1, load, 3) == [(2, 100), (5, 100), (9, 90)]
+    assert await rankings.top(1, 3) == [(2, 100), (5, 100), (9, 90)]
+    # a new best of user 1 ties the leaders; a lower submission changes nothing (GT)
+    await rankings.record(1, 1, 100)
+    await rankings.record(1, 5, 50)
+    assert await rankings.top(1, 3) == [(1, 100), (2, 100), (5, 100)]
+    assert await client.zcard("test:lb:1") == 3
+    await client.aclose()
+
+
+# -- through the app -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "redis"])
+async def cached_app(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Starlette]:
+    overrides: dict[str, Any] = {"rate_limit_enabled": False}
+    if request.param == "redis":
+        overrides["redis_url"] = await fresh_redis_url(request.getfixturevalue("redis_server"))
+    application = create_app(make_settings(**overrides))
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def http(cached_app: Starlette) -> AsyncIterator[Callable[..., Any]]:
+    tokens = cached_app.state.services.tokens
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(cached_app), base_url="http://bff.test") as c:
+
+        async def post(query: str, variables: dict[str, Any] | None = None, user: int | None = None) -> Any:
+            headers = {"authorization": f"Bearer {tokens.issue(user)}"} if user is not None else {}
+            response = await c.post(
+                "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            )
+            body = response.json()
+            assert "errors" not in body, body
+            return body["data"]
+
+        post.client = c  # type: ignore[attr-defined]
+        yield post
+
+
+@dataclass
+class Cost:
+    count: int
+
+
+async def counted(call: Any) -> tuple[Any, Cost]:
+    """The call's result and the SQL statements it cost (the request sets its own StatementCounter)."""
+
+    def total() -> float:
+        return sum(
+            REGISTRY.get_sample_value("bff_sql_statements_total", {"dialect": d}) or 0 for d in DIALECTS
+        )
+
+    before = total()
+    result = await call
+    return result, Cost(int(total() - before))
+
+
+async def test_home_costs_at_most_four_statements_cold_and_one_warm(http: Callable[..., Any]) -> None:
+    cold, cold_sql = await counted(http(HOME["query"], HOME["variables"], 11))
+    warm, warm_sql = await counted(http(HOME["query"], HOME["variables"], 11))
+    assert cold_sql.count <= 4
+    assert warm_sql.count <= 1
+    assert warm == cold
+
+
+async def test_home_answers_from_the_cache_match_the_database(
+    http: Callable[..., Any], database_url: str
+) -> None:
+    await http(HOME["query"], HOME["variables"], 7)
+    data = await http(HOME["query"], HOME["variables"], 7)  # warm
+    db = Database(database_url)
+    await db.connect()
+    try:
+        for edge in data["feed"]["edges"]:
+            post = _pk(edge["node"]["id"])
+            likes = await db.fetch_val("SELECT count(*) FROM likes WHERE post_id = :p", {"p": post})
+            liked = await db.fetch_val(
+                "SELECT count(*) FROM likes WHERE post_id = :p AND user_id = 7", {"p": post}
+            )
+            assert (edge["node"]["likeCount"], edge["node"]["viewerHasLiked"]) == (likes, bool(liked))
+        top = await db.fetch_all(
+            "SELECT user_id, points FROM scores WHERE game_id = 1 ORDER BY points DESC, user_id ASC LIMIT 10"
+        )
+        assert [(_pk(e["user"]["id"]), e["points"]) for e in data["leaderboard"]] == [
+            (r["user_id"], r["points"]) for r in top
+        ]
+    finally:
+        await db.disconnect()
+
+
+def _pk(global_id: str) -> int:
+    return int(base64.b64decode(global_id).decode().partition(":")[2])
+
+
+async def test_like_counts_are_right_at_once_after_like_and_unlike(http: Callable[..., Any]) -> None:
+    # given a warm Home for two viewers who follow the same author
+    home = await http(HOME["query"], HOME["variables"], 7)
+    node = next(e["node"] for e in home["feed"]["edges"] if not e["node"]["viewerHasLiked"])
+    before = node["likeCount"]
+    liker = 7
+    # when the viewer likes it
+    liked = (await http(LIKE, {"id": node["id"]}, liker))["likePost"]
+    assert (liked["likeCount"], liked["viewerHasLiked"]) == (before + 1, True)
+    # then Home shows it at once, for the liker and for anyone reading the post
+    after = await http(HOME["query"], HOME["variables"], liker)
+    again = next(e["node"] for e in after["feed"]["edges"] if e["node"]["id"] == node["id"])
+    assert (again["likeCount"], again["viewerHasLiked"]) == (before + 1, True)
+    other = await http(
+        "query($id: ID!) { node(id: $id) { ... on Post { likeCount viewerHasLiked } } }",
+        {"id": node["id"]},
+        3,
+    )
+    assert other["node"] == {"likeCount": before + 1, "viewerHasLiked": False}
+    # and unliking takes it back
+    unliked = (await http(UNLIKE, {"id": node["id"]}, liker))["unlikePost"]
+    assert (unliked["likeCount"], unliked["viewerHasLiked"]) == (before, False)
+    after = await http(HOME["query"], HOME["variables"], liker)
+    again = next(e["node"] for e in after["feed"]["edges"] if e["node"]["id"] == node["id"])
+    assert (again["likeCount"], again["viewerHasLiked"]) == (before, False)
+
+
+async def test_a_new_best_score_is_on_the_cached_leaderboard_at_once(http: Callable[..., Any]) -> None:
+    top = (await http(TOP, {"g": "1"}))["leaderboard"]
+    player = 12
+    best = top[0]["points"] + 1
+    assert (await http(SUBMIT, {"g": "1", "p": best}, player))["submitScore"] == {
+        "points": best,
+        "improved": True,
+    }
+    top = (await http(TOP, {"g": "1"}))["leaderboard"]
+    assert (top[0]["rank"], top[0]["points"], top[0]["user"]["id"]) == (1, best, to_global_id("User", player))
+
+
+async def test_a_flushed_redis_refills_the_leaderboard_from_the_database(
+    cached_app: Starlette, http: Callable[..., Any]
+) -> None:
+    before = (await http(TOP, {"g": "2"}))["leaderboard"]
+    if cached_app.state.services.settings.redis_url is None:
+        pytest.skip("the in-process layer has nothing to flush")
+    client = Redis.from_url(cached_app.state.services.settings.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    again, sql = await counted(http(TOP, {"g": "2"}))
+    assert again["leaderboard"] == before
+    assert sql.count == 1  # the refill read the top once; the users were still in the local layer
+    warm, sql = await counted(http(TOP, {"g": "2"}))
+    assert warm["leaderboard"] == before and sql.count == 0
+
+
+async def test_hits_and_misses_are_counted_in_metrics(http: Callable[..., Any]) -> None:
+    await http(HOME["query"], HOME["variables"], 11)
+    await http(HOME["query"], HOME["variables"], 11)
+    text = (await http.client.get("/metrics")).text  # type: ignore[attr-defined]
+    for namespace in ("user", "likes"):
+        for result in ("hit", "miss"):
+            assert (
+                f'bff_cache_requests_total{{layer="local",namespace="{namespace}",result="{result}"}}' in text
+            )
+    assert "bff_cache_loads_total" in text
