@@ -15,14 +15,19 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from graphql import OperationDefinitionNode, OperationType, parse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.unset import UnsetType
+from strawberry.utils.aio import aclosing
 
 from bff.auth import Viewer
 from bff.config import Settings
@@ -71,11 +76,107 @@ class WebSocketContext(Context):
     token_expiry: TokenExpiry | None = None
 
 
+# Protocol conformance: what strawberry's handlers leave to the server (graphql-ws's PROTOCOL.md,
+# subscriptions-transport-ws's PROTOCOL.md); tests/e2e/test_ws_protocol.py checks each rule.
+
+
+def _is_object_or_null(value: object) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def invalid_transport_message(message: object) -> str | None:
+    """Why a graphql-transport-ws message breaks PROTOCOL.md's shapes (closed with 4400); None if it doesn't.
+
+    The checks of graphql-ws's own `validateMessage`; unknown types are left to strawberry (also 4400).
+    """
+    if not isinstance(message, dict):
+        return "Message is expected to be an object"
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind:
+        return "Message is missing a string 'type' property"
+    payload = message.get("payload")
+    if kind in ("connection_init", "ping", "pong") and not _is_object_or_null(payload):
+        return f'"{kind}" message expects the payload to be an object or null'
+    if kind in ("subscribe", "complete") and not (isinstance(message.get("id"), str) and message["id"]):
+        return f'"{kind}" message requires a non-empty string id'
+    if kind == "subscribe":
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return '"subscribe" message expects a payload object with a string query'
+        if not _is_object_or_null(payload.get("variables")) or not _is_object_or_null(
+            payload.get("extensions")
+        ):
+            return '"subscribe" message expects variables and extensions to be objects or null'
+        if payload.get("operationName") is not None and not isinstance(payload["operationName"], str):
+            return '"subscribe" message expects operationName to be a string or null'
+    return None
+
+
+class TransportWSHandler(PolicedTransportWSHandler):
+    """graphql-transport-ws: malformed messages close with 4400 (strawberry would crash on some,
+    run others), and a `connection_init` whose payload is null is valid."""
+
+    async def handle_message(self, message: Message) -> None:
+        reason = invalid_transport_message(message)
+        if reason is not None:
+            await self.handle_invalid_message(reason)
+            return
+        if message["type"] == "connection_init" and message.get("payload") is None:
+            message = {"type": "connection_init"}
+        await super().handle_message(message)
+
+
+def _single_result_operation(query: str, operation_name: str | None) -> bool:
+    """Whether the document's chosen operation is a query or a mutation (parse errors: no)."""
+    try:
+        document = parse(query, no_location=True, max_tokens=10_000)
+    except Exception:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)]
+    return len(chosen) == 1 and chosen[0].operation != OperationType.SUBSCRIPTION
+
+
+class LegacyWSHandler(PolicedLegacyWSHandler):
+    """Legacy graphql-ws: `start` runs queries and mutations too (`data` then `complete`), as the
+    protocol's flow says; strawberry's handler runs subscriptions only."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        if not _single_result_operation(query, operation_name):
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        try:
+            results = await self.schema.stream(
+                query,
+                variable_values=variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation_name,
+            )
+            async with aclosing(results):
+                async for result in results:
+                    if isinstance(result, PreExecutionError):
+                        assert result.errors
+                        error = result.errors[0].formatted
+                        await self.send_message({"type": "error", "id": operation_id, "payload": error})
+                        return
+                    if isinstance(result, ExecutionResult):
+                        await self.send_data_message(result, operation_id)
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})  # `stop`, as strawberry does
+        except WebSocketDisconnected:
+            pass
+        finally:
+            self.tasks.pop(operation_id, None)
+
+
 class GraphQLWebSocket(GraphQL[Context, None]):
     # Socket limits and metrics (bff/ws_limits.py): strawberry's extension points.
     websocket_adapter_class = PolicedWebSocket
-    graphql_transport_ws_handler_class = PolicedTransportWSHandler
-    graphql_ws_handler_class = PolicedLegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler  # protocol conformance (above) over ws_limits
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, services: Services) -> None:
         super().__init__(
@@ -84,7 +185,9 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             # A socket that never sends connection_init is closed with 4408 after this.
-            connection_init_wait_timeout=timedelta(seconds=10),
+            connection_init_wait_timeout=timedelta(
+                seconds=services.settings.ws_connection_init_timeout_seconds
+            ),
             # Legacy graphql-ws clients expect keep-alive messages; graphql-transport-ws uses ping/pong.
             keep_alive=True,
             keep_alive_interval=15,
@@ -110,6 +213,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             tokens=services.tokens,
             presence=services.presence,
             leaderboards=services.leaderboards,
+            cache=services.cache,
         )
         context.set_viewer(viewer)
         return context
@@ -141,6 +245,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             request_id=request.scope.get("state", {}).get("request_id", ""),
             presence=services.presence,
             leaderboards=services.leaderboards,
+            cache=services.cache,
         )
         if isinstance(response, WebSocket):
             context.token_expiry = request.scope[_EXPIRY] = TokenExpiry(response)

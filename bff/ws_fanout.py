@@ -202,7 +202,7 @@ class SharedSubscriptions:
     ) -> Runner | None:
         """Authorise and key one subscriber; None when strawberry's path should serve it instead."""
         plan = self.plan(query, operation_name)
-        if plan is None:
+        if plan is None or not isinstance(variables, dict | None):
             return None
         variables = variables or {}
         coerced = get_variable_values(self._schema, plan.operation.variable_definitions or (), variables)

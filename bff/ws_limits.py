@@ -1,7 +1,10 @@
 """Per-socket policy for GraphQL over WebSocket: every socket is bounded, counted and logged.
 
-- a bounded send queue per socket, drained by one writer task: a client that stops reading
-  fills it and is closed with 1013 (slow consumer) instead of growing server memory;
+- frames go straight to the transport while it takes them; once it is paused (the client
+  reads slowly) they wait in a bounded queue drained by a writer task: a client that stops
+  reading fills it and is closed with 1013 (slow consumer) instead of growing server memory;
+- subscriptions listed in `schema.subscription.SHARED_STREAMS` are served by shared fan-out
+  (bff/ws_fanout.py): one execution per event per group, the same payload on every socket;
 - frames larger than WS_MAX_MESSAGE_BYTES close the socket with 1009;
 - no frame from the client (pings included) for WS_IDLE_TIMEOUT_SECONDS closes it with 4410;
 - at most WS_MAX_CONNECTIONS_PER_USER sockets per user per process: one more is closed with
@@ -107,14 +110,17 @@ class ConnectionsPerUser:
 
 async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: object) -> None:
     """Finish a coroutine that was stepped by hand and suspended, as the task running it would:
-    wait for what it yielded (a future, or None for a bare yield), then step it again."""
+    wait until what it yielded (a future, or None for a bare yield) is done, then step it again.
+
+    `asyncio.wait` rather than `await future`: the future is still marked as awaited by the
+    coroutine that yielded it, and awaiting it a second time would raise.
+    """
     while True:
         try:
             if waiting_on is None:
                 await asyncio.sleep(0)
             else:
-                with contextlib.suppress(Exception):  # the coroutine sees the outcome when stepped
-                    await cast(asyncio.Future[Any], waiting_on)
+                await asyncio.wait((cast(asyncio.Future[Any], waiting_on),))
         except asyncio.CancelledError:
             coroutine.close()
             raise
@@ -153,6 +159,9 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
 
     async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
         self._open()
+        # A frame that is not JSON text is the handler's to close (4400, 1002…): not finished here,
+        # or that close would be skipped as already closing; the handler finishes the socket after.
+        invalid_frame = False
         try:
             while True:
                 message = await self.ws.receive()
@@ -166,6 +175,7 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
                 self._last_frame = asyncio.get_running_loop().time()
                 text = message.get("text")
                 if text is None:
+                    invalid_frame = True
                     raise NonTextMessageReceived
                 if self._too_big(text):
                     await self.close(MESSAGE_TOO_BIG, "Message too big")
@@ -175,10 +185,12 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
                 except JSONDecodeError as error:
                     if ignore_parsing_errors:
                         continue
+                    invalid_frame = True
                     raise NonJsonMessageReceived from error
                 yield value
         finally:
-            await self.finish()
+            if not invalid_frame:
+                await self.finish()
 
     def _too_big(self, text: str) -> bool:
         limit = self.policy.max_message_bytes
@@ -223,11 +235,9 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
             waiting_on = sending.send(None)  # one step: complete unless the transport is paused
         except StopIteration:
             return
-        except Exception as exc:
-            log.warning("DEBUG_write_now_failed", error=repr(exc))
+        except Exception:
             self._peer_gone()
             return
-        log.warning("DEBUG_write_suspended", waiting_on=repr(waiting_on))
         self._outbox = deque()
         self._writer = asyncio.create_task(self._write_backlog(sending, waiting_on), name="bff-ws-writer")
 
@@ -238,8 +248,7 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
                 await self.ws.send_text(self._outbox.popleft())  # not None: checked just above
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the peer is gone; the receive loop sees the disconnect
-            log.warning("DEBUG_backlog_failed", error=repr(exc))
+        except Exception:  # the peer is gone; the receive loop sees the disconnect
             self._peer_gone()
         finally:
             self._writer = None

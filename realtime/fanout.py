@@ -41,10 +41,18 @@ Send = Callable[[str], bool]
 
 
 class Member:
-    """One subscriber of a group: its cursor, and the live events held back while it refills."""
+    """One subscriber of a group: its cursor, and the live events held back while it refills.
+
+    `last_seen` is the highest position delivered (where a refill reads storage from);
+    `_floor` the highest position the client already has from storage (its `after`, then each
+    refill's last). Live events at or below the floor are skipped as duplicates; others are
+    delivered even when they arrive after a higher one (two senders' publishes can cross), so
+    nothing is dropped for arriving late.
+    """
 
     __slots__ = (
         "_failed",
+        "_floor",
         "_pending",
         "_refilling",
         "_resync",
@@ -57,6 +65,7 @@ class Member:
     def __init__(self, send: Send, last_seen: int, max_pending: int) -> None:
         self.send = send
         self.last_seen = last_seen
+        self._floor = last_seen
         self.max_pending = max_pending
         self._pending: list[tuple[int, str]] = []
         self._refilling = True  # until the first refill (or none) is done
@@ -77,13 +86,16 @@ class Member:
         self._deliver(position, payload)
 
     def _deliver(self, position: int, payload: str) -> None:
-        if position <= self.last_seen:
-            return  # already replayed from storage
-        self.last_seen = position
+        if position <= self._floor:
+            return  # the client has it from storage
+        self.last_seen = max(self.last_seen, position)
         if not self.send(payload):
             self.fail()
 
     def resync(self) -> None:
+        # Hold live events from now on: the refill must read storage from the cursor as it is
+        # at the gap, before any later event moves it past what was missed.
+        self._refilling = True
         self._resync = True
         self._wake()
 
@@ -104,6 +116,7 @@ class Member:
                 if self._failed:
                     break
                 self._deliver(position, payload)
+                self._floor = max(self._floor, position)
         pending, self._pending = self._pending, []
         self._refilling = False
         for position, payload in pending:
