@@ -36,12 +36,14 @@ mkdir -p .run/logs
 
 for target in $TARGETS; do
   if [ "$target" = bff ]; then
-    (cd "$ROOT" && DATABASE_URL="$BFF_DB" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production \
+    pushd "$ROOT" >/dev/null
+    DATABASE_URL="$BFF_DB" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production \
       JWT_SECRET=bff-development-secret-do-not-use-in-production-bench \
       nohup taskset -c "$SERVER_CPU" .venv/bin/uvicorn bff.app:create_app --factory --host 127.0.0.1 \
       --port "$BFF_PORT" --workers 1 --loop uvloop --http httptools --no-access-log --log-level warning \
-      > "$WORK/.run/logs/bff-$BFF_PORT.log" 2>&1 & echo $! > "$WORK/.run/bff.pid")
-    pid="$(cat .run/bff.pid)"
+      > "$WORK/.run/logs/bff-$BFF_PORT.log" 2>&1 &
+    pid=$!
+    popd >/dev/null
     trap 'kill "$pid" 2>/dev/null || true' EXIT
     for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$BFF_PORT") 2>/dev/null && break; sleep 0.1; done
     # Tokens signed with the bench secret above.
@@ -49,7 +51,9 @@ for target in $TARGETS; do
       .venv/bin/bff token --user 1 --count 10000 > "$TOKENS")
     ./bench-query bff "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$TOKENS" \
       --server-pid "$pid" --note "dataset=$DATASET side_by_side"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    kill "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
     trap - EXIT
   else
     ./run-query-matrix "$target"

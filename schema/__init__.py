@@ -7,6 +7,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from schema.chat import ChatRoom, Message
 from schema.executor import BffExecutor
+from schema.names import CachedNameConverter
 from schema.feed import Post
 from schema.games import Game
 from schema.mutation import Mutation
@@ -21,7 +22,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         types=[User, Post, Game, ChatRoom, Message],
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(auto_camel_case=True, name_converter=CachedNameConverter()),
         execution_context_class=BffExecutor,
     )
 
