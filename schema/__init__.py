@@ -7,10 +7,10 @@ from strawberry.schema.config import StrawberryConfig
 
 from schema.chat import ChatRoom, Message
 from schema.executor import BffExecutor
-from schema.names import CachedNameConverter
 from schema.feed import Post
 from schema.games import Game
 from schema.mutation import Mutation
+from schema.names import CachedNameConverter
 from schema.query import Query
 from schema.subscription import Subscription
 from schema.users import User
