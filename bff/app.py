@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     services = Services.from_settings(settings)
     http = GraphQLHTTP(services, CACHE_POLICY)
     websocket = GraphQLWebSocket(services)
+    websocket.edge = http.edge  # one rate-limit budget for HTTP and sockets
 
     async def graphql(request: Request) -> Response:
         if request.method == "GET" and wants_html(request):

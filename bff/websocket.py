@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from graphql import OperationDefinitionNode, OperationType, parse
@@ -31,7 +32,8 @@ from strawberry.utils.aio import aclosing
 
 from bff.auth import Viewer
 from bff.config import Settings
-from bff.errors import BffError
+from bff.edge import Edge
+from bff.errors import BffError, ErrorCode, error_extensions
 from bff.services import Services
 from bff.ws_fanout import SharedSubscriptions
 from bff.ws_limits import (
@@ -74,6 +76,29 @@ class TokenExpiry:
 class WebSocketContext(Context):
     connection_params: dict[str, Any] | None = None
     token_expiry: TokenExpiry | None = None
+    scope: Mapping[str, Any] | None = None  # the upgrade request's, for the rate limiter's client address
+
+
+# -- rate limits on sockets --------------------------------------------------------------------
+# Every operation a socket starts is charged to the same per-minute budget as HTTP requests
+# (bff/edge.py, shared through Redis), one unit each: a client opening subscriptions in a loop
+# gets RATE_LIMITED errors instead of server work.
+
+
+async def rate_limited(view: Any, context: Context) -> dict[str, Any] | None:
+    """The error payload when this socket's owner is over budget, else None (charged)."""
+    edge: Edge | None = getattr(view, "edge", None)
+    if edge is None:
+        return None
+    owner = edge.owner(getattr(context, "scope", None) or {}, context.viewer)
+    decision = await edge.charge(owner, 1)
+    if decision.allowed:
+        return None
+    wait = decision.retry_after_seconds
+    return {
+        "message": f"Too many operations: retry in {wait} s",
+        "extensions": error_extensions(ErrorCode.RATE_LIMITED, {"retryAfter": wait}),
+    }
 
 
 # Protocol conformance: what strawberry's handlers leave to the server (graphql-ws's PROTOCOL.md,
@@ -122,6 +147,13 @@ class TransportWSHandler(PolicedTransportWSHandler):
             return
         if message["type"] == "connection_init" and message.get("payload") is None:
             message = {"type": "connection_init"}
+        if message["type"] == "subscribe" and self.connection_acknowledged:
+            refusal = await rate_limited(self.view, self.context)
+            if refusal is not None:
+                await self.send_message(
+                    cast(Any, {"id": message["id"], "type": "error", "payload": [refusal]})
+                )
+                return
         await super().handle_message(message)
 
 
@@ -143,6 +175,11 @@ class LegacyWSHandler(PolicedLegacyWSHandler):
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
+        refusal = await rate_limited(self.view, self.context)
+        if refusal is not None:
+            await self.send_message(cast(Any, {"type": "error", "id": operation_id, "payload": refusal}))
+            self.tasks.pop(operation_id, None)
+            return
         if not _single_result_operation(query, operation_name):
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
@@ -173,6 +210,7 @@ class LegacyWSHandler(PolicedLegacyWSHandler):
 
 
 class GraphQLWebSocket(GraphQL[Context, None]):
+    edge: Edge | None = None  # the HTTP view's rate limiter, set by create_app
     # Socket limits and metrics (bff/ws_limits.py): strawberry's extension points.
     websocket_adapter_class = PolicedWebSocket
     graphql_transport_ws_handler_class = TransportWSHandler  # protocol conformance (above) over ws_limits
@@ -247,6 +285,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
             leaderboards=services.leaderboards,
             cache=services.cache,
         )
+        context.scope = request.scope
         if isinstance(response, WebSocket):
             context.token_expiry = request.scope[_EXPIRY] = TokenExpiry(response)
         try:
