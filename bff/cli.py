@@ -43,6 +43,8 @@ def run(
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        # permessage-deflate costs ~50 KiB per socket and CPU per frame; frames are small JSON.
+        ws_per_message_deflate=False,
     )
 
 
