@@ -189,6 +189,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Redis cache entries and leaderboard sets are rebuilt from the database after this",
     )
+    batch_max_operations: int = Field(
+        0, ge=0, le=50, description="operations one batched POST (a JSON array) may hold; 0 = batching off"
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -40,6 +41,15 @@ from bff.services import Services
 from resolvers.context import Context
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batched body: a JSON array of operations (only when BATCH_MAX_OPERATIONS allows it)."""
+
+    items: list[Any]
+
+
 JSON = "application/json"
 # Answers an Idempotency-Key does not keep: the mutation may or may not have happened.
 _NOT_FINAL = {ErrorCode.TIMEOUT.value, ErrorCode.INTERNAL_SERVER_ERROR.value}
@@ -152,6 +162,8 @@ class GraphQLHTTP:
             if csrf.refused(request.headers, self.settings.csrf_prevention):
                 raise RequestRefused(400, ErrorCode.BAD_REQUEST, csrf.MESSAGE)
             params = await self._params(request)
+            if isinstance(params, Batch):
+                return await self._run_batch(request, params.items, media)
             return await self._run(request, params, media)
         except RequestRefused as refused:
             return self._refusal(refused, media, state)
@@ -169,9 +181,25 @@ class GraphQLHTTP:
             }
             return Response(orjson.dumps(body), status_code=500, media_type=media)
 
+    async def _run_batch(self, request: Request, batch: list[Any], media: str) -> Response:
+        """Each operation in order, each through the same limits, cost and rate limit as alone."""
+        state = request.scope["state"]
+        parts: list[bytes] = []
+        for item in batch:
+            try:
+                if not isinstance(item, dict):
+                    raise RequestRefused(
+                        400, ErrorCode.BAD_REQUEST, "Each operation of a batch is a JSON object"
+                    )
+                response = await self._run(request, self._checked(item), media)
+            except RequestRefused as refused:
+                response = self._refusal(refused, media, state)
+            parts.append(bytes(response.body))
+        return Response(b"[" + b",".join(parts) + b"]", media_type=media)
+
     # -- reading the request -------------------------------------------------------------
 
-    async def _params(self, request: Request) -> dict[str, Any]:
+    async def _params(self, request: Request) -> dict[str, Any] | Batch:
         if request.method == "GET":
             query = request.query_params
             params: dict[str, Any] = {
@@ -201,9 +229,16 @@ class GraphQLHTTP:
         except orjson.JSONDecodeError:
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "The body is not valid JSON") from None
         if isinstance(parsed, list):
-            raise RequestRefused(
-                400, ErrorCode.BATCHING_NOT_ENABLED, "Batched requests are not enabled: send one operation"
-            )
+            limit = self.settings.batch_max_operations
+            if not limit:
+                raise RequestRefused(
+                    400,
+                    ErrorCode.BATCHING_NOT_ENABLED,
+                    "Batched requests are not enabled: send one operation",
+                )
+            if not parsed or len(parsed) > limit:
+                raise RequestRefused(400, ErrorCode.BATCH_TOO_LARGE, f"A batch holds 1 to {limit} operations")
+            return Batch(parsed)
         if not isinstance(parsed, dict):
             raise RequestRefused(400, ErrorCode.BAD_REQUEST, "The body must be a JSON object")
         return self._checked(parsed)
