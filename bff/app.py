@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from bff.compression import CompressionMiddleware
 from bff.config import Settings, load_settings
+from bff.drain import Drain
 from bff.graphql_http import GraphQLHTTP, wants_html
 from bff.health import healthz, metrics, readyz
 from bff.middleware import RequestContextMiddleware
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     http = GraphQLHTTP(services, CACHE_POLICY)
     websocket = GraphQLWebSocket(services)
     websocket.edge = http.edge  # one rate-limit budget for HTTP and sockets
+    drain = Drain(on_start=lambda: setattr(app.state, "draining", True))
+    websocket.open_sockets = drain.sockets
 
     async def graphql(request: Request) -> Response:
         if request.method == "GET" and wants_html(request):
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
+        drain.install()
         log.info("started", database=services.db.dialect, broker=services.broker.name, env=settings.bff_env)
         try:
             yield

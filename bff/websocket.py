@@ -211,6 +211,7 @@ class LegacyWSHandler(PolicedLegacyWSHandler):
 
 class GraphQLWebSocket(GraphQL[Context, None]):
     edge: Edge | None = None  # the HTTP view's rate limiter, set by create_app
+    open_sockets: set[Any] | None = None  # drained with 1001 on SIGTERM (bff/drain.py), set by create_app
     # Socket limits and metrics (bff/ws_limits.py): strawberry's extension points.
     websocket_adapter_class = PolicedWebSocket
     graphql_transport_ws_handler_class = TransportWSHandler  # protocol conformance (above) over ws_limits

@@ -142,6 +142,8 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
         super().__init__(view, request, response)
         self.policy: SocketPolicy = view.socket_policy  # type: ignore[attr-defined]
         self._users: ConnectionsPerUser = view.socket_users  # type: ignore[attr-defined]
+        # Open sockets of this process, closed with 1001 on SIGTERM (bff/drain.py).
+        self._registry: set[Any] | None = getattr(view, "open_sockets", None)
         # Frames behind one the transport could not take yet; exists only while the writer does.
         self._outbox: deque[str] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -304,6 +306,8 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
             return
         self._opened = True
         OPEN_SOCKETS.inc()
+        if self._registry is not None:
+            self._registry.add(self)
         self._last_frame = asyncio.get_running_loop().time()
         if self.policy.idle_timeout_seconds > 0:
             self._idle = asyncio.create_task(self._watch_idle(), name="bff-ws-idle")
@@ -345,6 +349,8 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
                 with contextlib.suppress(BaseException):
                     await task
         self._drop_outbox()
+        if self._registry is not None:
+            self._registry.discard(self)
         if self._user_id is not None:
             self._users.release(self._user_id)
         OPEN_SOCKETS.dec()
