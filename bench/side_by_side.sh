@@ -32,28 +32,16 @@ psql_() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "$1" postgres; }
 BFF_DB="postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench"
 DATABASE_URL="$BFF_DB" "$ROOT/.venv/bin/bff" seed --size "$DATASET"
 TOKENS="$WORK/.run/bff-tokens.txt"
+. "$ROOT/bench/bff_server.sh"
 mkdir -p .run/logs
 
 for target in $TARGETS; do
   if [ "$target" = bff ]; then
-    pushd "$ROOT" >/dev/null
-    DATABASE_URL="$BFF_DB" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production \
-      JWT_SECRET=bff-development-secret-do-not-use-in-production-bench \
-      nohup taskset -c "$SERVER_CPU" .venv/bin/uvicorn bff.app:create_app --factory --host 127.0.0.1 \
-      --port "$BFF_PORT" --workers 1 --loop uvloop --http httptools --no-access-log --log-level warning \
-      > "$WORK/.run/logs/bff-$BFF_PORT.log" 2>&1 &
-    pid=$!
-    popd >/dev/null
-    trap 'kill "$pid" 2>/dev/null || true' EXIT
-    for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$BFF_PORT") 2>/dev/null && break; sleep 0.1; done
-    # Tokens signed with the bench secret above.
-    (cd "$ROOT" && JWT_SECRET=bff-development-secret-do-not-use-in-production-bench JWT_TTL_SECONDS=86400 \
-      .venv/bin/bff token --user 1 --count 10000 > "$TOKENS")
+    bff_start "$BFF_DB" "$BFF_PORT" "$TOKENS"
+    trap bff_stop EXIT
     ./bench-query bff "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$TOKENS" \
-      --server-pid "$pid" --note "dataset=$DATASET side_by_side"
-    kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+      --server-pid "$BFF_PID" --note "dataset=$DATASET side_by_side"
+    bff_stop
     trap - EXIT
   else
     ./run-query-matrix "$target"
