@@ -23,12 +23,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from graphql import DocumentNode, ExecutionResult, execute, parse
-from strawberry.execution import optimized_is_awaitable
-from strawberry.schema._graphql_core import execution_context_class_kwargs
+from graphql import DocumentNode, ExecutionResult, parse
 
 from bff.auth import Viewer
-from bff.compiled import Plan, compile_operation, execute_plan
+from bff.compiled import Plan, compile_operation, execute_plan, execute_with_graphql_core
 from bff.config import load_settings
 from bff.db import StatementCounter, current_counter
 from bff.services import Services
@@ -42,19 +40,7 @@ def core_runner(
     services: Services, document: DocumentNode, name: str | None, variables: dict[str, Any]
 ) -> Run:
     async def run(context: Context) -> ExecutionResult:
-        result = execute(
-            services.schema._schema,
-            document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=name,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-            **execution_context_class_kwargs(services.schema.execution_context_class),
-            operation_extensions=None,
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
-        return result
+        return await execute_with_graphql_core(services.schema, document, name, context, variables)
 
     return run
 

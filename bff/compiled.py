@@ -740,7 +740,9 @@ async def execute_plan(plan: Plan, context: Any, variables: dict[str, Any] | Non
         try:
             root = Compiler(schema).root(run)
         except Unsupported:  # not expected past compile_operation's scan; graphql-core answers
-            return await _execute_with_graphql_core(plan, context, variables)
+            return await execute_with_graphql_core(
+                plan.schema, plan.document, plan.operation_name, context, variables
+            )
         plan.variants[key] = root
         if len(plan.variants) > _MAX_VARIANTS:
             plan.variants.popitem(last=False)
@@ -755,16 +757,20 @@ async def execute_plan(plan: Plan, context: Any, variables: dict[str, Any] | Non
     return ExecutionResult(data, errors.errors or None)
 
 
-async def _execute_with_graphql_core(
-    plan: Plan, context: Any, variables: dict[str, Any] | None
+async def execute_with_graphql_core(
+    schema: strawberry.Schema,
+    document: DocumentNode,
+    operation_name: str | None,
+    context: Any,
+    variables: dict[str, Any] | None,
 ) -> ExecutionResult:
-    schema = plan.schema
+    """graphql-core's executor over strawberry's schema, as strawberry runs it (the fallback and the reference)."""
     result = execute(
         schema._schema,
-        plan.document,
+        document,
         context_value=context,
         variable_values=variables,
-        operation_name=plan.operation_name,
+        operation_name=operation_name,
         is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
         **execution_context_class_kwargs(schema.execution_context_class),
         operation_extensions=None,

@@ -22,15 +22,13 @@ from functools import partial
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from graphql import ExecutionResult, GraphQLError, OperationType
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from strawberry.execution import optimized_is_awaitable
-from strawberry.schema._graphql_core import execution_context_class_kwargs
 
 from bff import cost, csrf, http_cache, idempotency
 from bff.auth import Viewer
-from bff.compiled import PlanCache, execute_plan
+from bff.compiled import PlanCache, execute_plan, execute_with_graphql_core
 from bff.db import StatementCounter, current_counter
 from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
 from bff.edge import Edge
@@ -347,15 +345,7 @@ class GraphQLHTTP:
         started: float,
     ) -> Response:
         state = request.scope["state"]
-        context = Context(
-            db=self.services.db,
-            broker=self.services.broker,
-            settings=self.settings,
-            tokens=self.services.tokens,
-            viewer=viewer,
-            request_id=state.get("request_id", ""),
-            cache=self.services.cache,
-        )
+        context: Context = self.services.context(viewer, state.get("request_id", ""))
         counter = StatementCounter()
         token = current_counter.set(counter)
         deadline_ms = self.settings.request_timeout_ms
@@ -448,20 +438,7 @@ class GraphQLHTTP:
             plan = self.plans.plan(prepared.document, name)
             if plan is not None:
                 return await execute_plan(plan, context, variables)
-        result = execute(
-            self.schema._schema,
-            prepared.document,
-            context_value=context,
-            variable_values=variables,
-            operation_name=name,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-            # The keyword strawberry passes depends on the graphql-core version.
-            **execution_context_class_kwargs(self.schema.execution_context_class),
-            operation_extensions=None,
-        )
-        if not isinstance(result, ExecutionResult):
-            result = await result
-        return result
+        return await execute_with_graphql_core(self.schema, prepared.document, name, context, variables)
 
     # -- answering -----------------------------------------------------------------------
 

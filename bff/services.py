@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import strawberry
 
-from bff.auth import TokenVerifier
+from bff.auth import TokenVerifier, Viewer
 from bff.cache import Cache
 from bff.config import Settings
 from bff.db import Database
@@ -15,6 +16,9 @@ from realtime import presence as presence_backends
 from realtime.broker import Broker, from_url
 from realtime.coalesce import Coalescer
 from realtime.presence import Presence
+from resolvers.context import Context
+
+C = TypeVar("C", bound=Context)
 
 
 @dataclass
@@ -53,6 +57,25 @@ class Services:
             ),
             leaderboards=Coalescer(broker, settings.leaderboard_coalesce_ms / 1000),
             cache=Cache.from_settings(settings, broker),
+        )
+
+    def context(
+        self,
+        viewer: Viewer | None = None,
+        request_id: str = "",
+        context_class: type[C] = Context,  # type: ignore[assignment]
+    ) -> C:
+        """A per-request (or per-socket) Context over this process's services."""
+        return context_class(
+            db=self.db,
+            broker=self.broker,
+            settings=self.settings,
+            tokens=self.tokens,
+            viewer=viewer,
+            request_id=request_id,
+            presence=self.presence,
+            leaderboards=self.leaderboards,
+            cache=self.cache,
         )
 
     async def start(self) -> None:

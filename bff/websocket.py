@@ -244,18 +244,7 @@ class GraphQLWebSocket(GraphQL[Context, None]):
 
     def _event_context(self, viewer: Viewer | None) -> Context:
         """The context a shared group renders its events with: no viewer unless its answer needs one."""
-        services = self.services
-        context = Context(
-            db=services.db,
-            broker=services.broker,
-            settings=services.settings,
-            tokens=services.tokens,
-            presence=services.presence,
-            leaderboards=services.leaderboards,
-            cache=services.cache,
-        )
-        context.set_viewer(viewer)
-        return context
+        return self.services.context(viewer)
 
     def _install_socket_limits(self, settings: Settings) -> None:
         """Per-socket policy (bff/ws_limits.py), read by the adapter and handler classes above."""
@@ -276,15 +265,8 @@ class GraphQLWebSocket(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services = self.services
-        context = WebSocketContext(
-            db=services.db,
-            broker=services.broker,
-            settings=services.settings,
-            tokens=services.tokens,
-            request_id=request.scope.get("state", {}).get("request_id", ""),
-            presence=services.presence,
-            leaderboards=services.leaderboards,
-            cache=services.cache,
+        context = services.context(
+            request_id=request.scope.get("state", {}).get("request_id", ""), context_class=WebSocketContext
         )
         context.scope = request.scope
         if isinstance(response, WebSocket):

@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from graphql import DocumentNode, ExecutionResult, execute, parse, validate
+from graphql import DocumentNode, ExecutionResult, parse, validate
 from starlette.applications import Starlette
-from strawberry.execution import optimized_is_awaitable
-from strawberry.schema._graphql_core import execution_context_class_kwargs
 
 from bff.auth import Viewer
-from bff.compiled import Compiler, PlanCache, Unsupported, compile_operation, execute_plan
+from bff.compiled import (
+    Compiler,
+    PlanCache,
+    Unsupported,
+    compile_operation,
+    execute_plan,
+    execute_with_graphql_core,
+)
 from bff.db import Database, StatementCounter, current_counter
 from bff.errors import format_error
 from resolvers.context import Context
@@ -46,20 +51,10 @@ def context(app: Starlette, user: int | None) -> Context:
 async def run_core(
     app: Starlette, document: DocumentNode, name: str | None, variables: Any, user: int | None
 ) -> ExecutionResult:
-    schema = app.state.services.schema
-    result = execute(  # as bff/graphql_http.py's _execute runs it
-        schema._schema,
-        document,
-        context_value=context(app, user),
-        variable_values=variables,
-        operation_name=name,
-        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-        **execution_context_class_kwargs(schema.execution_context_class),
-        operation_extensions=None,
+    # As bff/graphql_http.py runs what plans do not cover.
+    return await execute_with_graphql_core(
+        app.state.services.schema, document, name, context(app, user), variables
     )
-    if not isinstance(result, ExecutionResult):
-        result = await result
-    return result
 
 
 def errors_of(result: ExecutionResult) -> list[dict[str, Any]] | None:
