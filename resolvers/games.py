@@ -1,8 +1,8 @@
 """Games and leaderboards: each user's best score, ranked by points desc then user id asc.
 
-The top of a leaderboard comes from the cache (bff/rankings.py: a Redis sorted set per game,
-refilled from the database when missing; without Redis the process's cache, invalidated by
-submitScore). The database stays the source of truth: submitScore writes it first.
+The top of a leaderboard comes from the cache: the in-process layer, in front of a Redis sorted
+set per game (bff/rankings.py, refilled from the database when missing) when there is Redis;
+submitScore drops it in every instance. The database stays the source of truth: submitScore writes it first.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from resolvers.rows import GameRow, LeaderboardRow, RankedScore
 from resolvers.users import require_writer
 
 MAX_POINTS = 2_147_483_647
-# Without Redis: each game's top MAX_PAGE_SIZE in the local cache only (short TTL, invalidated here).
+# Each game's top MAX_PAGE_SIZE in the local layer (short TTL, invalidated on a new best), in front
+# of the Redis sorted set when there is one (bff/rankings.py), else of the database.
 TOPS: Namespace[list[tuple[int, int]]] = Namespace(
     "leaderboard", orjson.dumps, lambda b: [(u, p) for u, p in orjson.loads(b)], shared=False
 )
@@ -62,20 +63,22 @@ async def _top(ctx: Context, game_id: int, first: int) -> list[tuple[int, int]]:
         return [(int(r["user_id"]), int(r["points"])) for r in rows]
 
     rankings = cache.rankings
-    if rankings is not None and first <= rankings.size:
-        top = await rankings.top(game_id, first)
-        if top is None:
-            top = await rankings.refill(game_id, from_db, first)
-        return top
     size = ctx.settings.max_page_size
-    if cache.enabled and not cache.has_redis and first <= size:
+    if not cache.enabled or first > size:
+        return await from_db(first)
 
-        async def load(ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+    async def load(ids: list[int]) -> dict[int, list[tuple[int, int]]]:
+        if rankings is None:
             return {game_id: await from_db(size)}
+        top = await rankings.top(game_id, rankings.size)
+        if top is None:
+            top = await rankings.refill(game_id, from_db, rankings.size)
+        return {game_id: top}
 
-        found = await cache.get_many(TOPS, [game_id], load)
-        return found[game_id][:first]
-    return await from_db(first)
+    # The local layer answers most reads (every viewer asks for the same top); a new best drops
+    # it here and, through the broker, in every other instance (submit_score).
+    found = await cache.get_many(TOPS, [game_id], load)
+    return found[game_id][:first]
 
 
 @dataclass(slots=True)
@@ -122,8 +125,7 @@ async def submit_score(ctx: Context, game_id: int, points: int) -> ScoreResult:
         # After the write (each statement commits on its own), before subscribers re-read.
         if ctx.cache.rankings is not None:
             await ctx.cache.rankings.record(game_id, viewer, int(best))
-        else:
-            await ctx.cache.invalidate(TOPS, [game_id])
+        await ctx.cache.invalidate(TOPS, [game_id])
         event = {"game_id": game_id, "user_id": viewer, "points": int(best)}
         await ctx.broker.publish(channels.leaderboard(game_id), orjson.dumps(event))
     return ScoreResult(game, int(best), int(rank), improved)

@@ -350,6 +350,11 @@ async def test_a_flushed_redis_refills_the_leaderboard_from_the_database(
     client = Redis.from_url(cached_app.state.services.settings.redis_url)
     await client.flushdb()
     await client.aclose()
+    # the in-process layer still answers (nothing was written: it is not stale)
+    local, sql = await counted(http(TOP, {"g": "2"}))
+    assert local["leaderboard"] == before and sql.count == 0
+    # once it expires, the sorted set is gone too: refilled from the database
+    cached_app.state.services.cache.local.drop(("leaderboard", 2))
     again, sql = await counted(http(TOP, {"g": "2"}))
     assert again["leaderboard"] == before
     assert sql.count == 1  # the refill read the top once; the users were still in the local layer
