@@ -1,5 +1,5 @@
 # Sourced by the bench scripts: start/stop one bff worker pinned like the peers (SERVER_CPU).
-# Needs ROOT (the repo), WORK (the peers copy), SERVER_CPU; sets BFF_PID.
+# Needs ROOT (the repo), WORK (the peers copy), SERVER_CPU; BFF_WORKERS (default 1); sets BFF_PID.
 BENCH_SECRET=bff-development-secret-do-not-use-in-production-bench
 
 bff_start() {  # bff_start <database url> <port> <tokens file>
@@ -7,7 +7,7 @@ bff_start() {  # bff_start <database url> <port> <tokens file>
   pushd "$ROOT" >/dev/null
   DATABASE_URL="$db" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production JWT_SECRET="$BENCH_SECRET" \
     nohup taskset -c "$SERVER_CPU" .venv/bin/uvicorn bff.app:create_app --factory --host 127.0.0.1 \
-    --port "$port" --workers 1 --loop uvloop --http httptools --no-access-log --log-level warning \
+    --port "$port" --workers "${BFF_WORKERS:-1}" --loop uvloop --http httptools --no-access-log --log-level warning \
     > "$WORK/.run/logs/bff-$port.log" 2>&1 &
   BFF_PID=$!
   JWT_SECRET="$BENCH_SECRET" JWT_TTL_SECONDS=86400 .venv/bin/bff token --user 1 --count 10000 > "$tokens"

@@ -4,6 +4,8 @@
 #
 #   make bench                         # medium dataset, c=16 and c=64
 #   PEERS=/path/to/peers make bench    # another copy of the harness (default ../shared/peers)
+#   ALL_CORES=1 make bench             # every server on every CPU, bff with one worker per CPU
+#                                      #   (mercurius stays one Node process: the harness's way)
 #
 # The harness is read-only: it is copied to .tmp/peers once (with its own venv and node_modules).
 # Its Postgres (15432) holds the peers' ref_medium and bff's own bff_bench, loaded by `bff seed`.
@@ -21,6 +23,9 @@ if [ ! -d "$WORK" ]; then
   cp -a "$SOURCE" "$WORK"
 fi
 cd "$WORK"
+if [ -n "${ALL_CORES:-}" ]; then
+  export SERVER_CPU="0-$(($(nproc) - 1))" BFF_WORKERS="$(nproc)"
+fi
 command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y -qq wrk >/dev/null; }
 [ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt; }
 [ -d node_modules ] || npm install --silent
@@ -40,7 +45,7 @@ for target in $TARGETS; do
     bff_start "$BFF_DB" "$BFF_PORT" "$TOKENS"
     trap bff_stop EXIT
     ./bench-query bff "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$TOKENS" \
-      --server-pid "$BFF_PID" --note "dataset=$DATASET side_by_side"
+      --server-pid "$BFF_PID" --note "dataset=$DATASET side_by_side${ALL_CORES:+ all_cores}"
     bff_stop
     trap - EXIT
   else
