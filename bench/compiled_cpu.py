@@ -134,7 +134,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 AREAS = (
-    ("bff/compiled.py", "bff.compiled (plan executor)"),
+    ("bff/compiled", "bff.compiled* (plan executor)"),
     ("site-packages/graphql/", "graphql-core"),
     ("site-packages/strawberry/", "strawberry"),
     ("/schema/", "schema (our types)"),

@@ -1,0 +1,166 @@
+"""Executing a compiled plan's steps: graphql-core's `execute_fields`, `execute_field` and
+`complete_value`, field error handling included, over steps built once (bff/compiled_steps.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    GraphQLOutputType,
+    is_non_null_type,
+    located_error,
+)
+from graphql.execution.executor import (
+    Executor,
+)
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, gather_with_cancel
+from strawberry.execution import optimized_is_awaitable
+
+if TYPE_CHECKING:
+    from bff.compiled_complete import Completer
+    from bff.compiled_steps import Step
+
+is_awaitable = optimized_is_awaitable
+
+
+# -- executing -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    """One execution: graphql-core's executor supplies infos, variables and error collection."""
+
+    executor: Executor[Any]
+
+
+def execute_fields(run: Run, steps: list[Step], source: Any, path: Path | None) -> Any:
+    results: dict[str, Any] = {}
+    pending: list[str] = []
+    try:
+        for step in steps:
+            fast = step.fast
+            if fast is not None:
+                # A plain attribute of a leaf type whose serializer returns it unchanged: the bulk
+                # of every response, done without a call, a path or an info.
+                try:
+                    value = getattr(source, step.attr)  # type: ignore[arg-type]
+                except Exception as raw_error:
+                    result = _field_error(run, raw_error, step, None, path)
+                else:
+                    if type(value) is fast:
+                        results[step.key] = value
+                        continue
+                    result = _complete_field(run, step, None, None, path, value)
+            else:
+                result = _execute_field(run, step, source, path)
+            results[step.key] = result
+            if is_awaitable(result):
+                pending.append(step.key)
+    except Exception:
+        if pending:
+            run.executor.settle_in_background([results[key] for key in pending])
+        raise
+    if not pending:
+        return results
+    return gather_into(results, pending)
+
+
+async def gather_into(results: Any, pending: list[Any]) -> Any:
+    """Await the pending entries of a dict or list in place, concurrently like graphql-core."""
+    if len(pending) == 1:
+        results[pending[0]] = await results[pending[0]]
+    else:
+        awaited = await gather_with_cancel(*(results[key] for key in pending))
+        for key, value in zip(pending, awaited, strict=True):
+            results[key] = value
+    return results
+
+
+def _execute_field(run: Run, step: Step, source: Any, path: Path | None) -> Any:
+    field_path = Path(path, step.key, step.parent_name) if step.needs_path else None
+    info: Any = None
+    try:
+        if step.needs_info:
+            info = run.executor.build_resolve_info(step.field_def, step.nodes, step.parent_type, field_path)  # type: ignore[arg-type]
+        if step.attr is not None:
+            result = getattr(source, step.attr)
+        elif step.typename is not None:
+            result = step.typename
+        elif step.direct is not None:
+            result = step.direct.call(source, info)
+        else:
+            args = step.args
+            if args is None:
+                executor = run.executor
+                args = get_argument_values(
+                    step.field_def, step.node, executor.variable_values, None, executor.hide_suggestions
+                )
+            result = step.resolve(source, info, **args)  # type: ignore[misc]
+    except Exception as raw_error:
+        return _field_error(run, raw_error, step, field_path, path)
+    return _complete_field(run, step, info, field_path, path, result)
+
+
+def _complete_field(
+    run: Run, step: Step, info: Any, field_path: Path | None, path: Path | None, result: Any
+) -> Any:
+    if is_awaitable(result):
+        if field_path is None:
+            field_path = Path(path, step.key, step.parent_name)
+        return complete_awaitable(run, step, step.complete, info, field_path, result)
+    try:
+        completed = step.complete.complete(run, step, info, field_path, result)
+    except Exception as raw_error:
+        return _field_error(run, raw_error, step, field_path, path)
+    if is_awaitable(completed):
+        if field_path is None:
+            field_path = Path(path, step.key, step.parent_name)
+        return await_completed(run, step, step.complete, field_path, completed)
+    return completed
+
+
+def _field_error(
+    run: Run, raw_error: Exception, step: Step, field_path: Path | None, path: Path | None
+) -> Any:
+    """None in place of the failed value, or the located error when the field is non-null."""
+    if field_path is None:
+        field_path = Path(path, step.key, step.parent_name)
+    handle_field_error(run, raw_error, step.return_type, step, field_path)
+    return None
+
+
+async def complete_awaitable(
+    run: Run, step: Step, completer: Completer, info: Any, path: Path | None, result: Awaitable[Any]
+) -> Any:
+    try:
+        completed = completer.complete(run, step, info, path, await result)
+        if is_awaitable(completed):
+            completed = await completed
+    except Exception as raw_error:
+        handle_field_error(run, raw_error, completer.type, step, path)
+        return None
+    return completed
+
+
+async def await_completed(
+    run: Run, step: Step, completer: Completer, path: Path | None, completed: Awaitable[Any]
+) -> Any:
+    try:
+        return await completed
+    except Exception as raw_error:
+        handle_field_error(run, raw_error, completer.type, step, path)
+        return None
+
+
+def handle_field_error(
+    run: Run, raw_error: Exception, return_type: GraphQLOutputType, step: Step, path: Path | None
+) -> None:
+    assert path is not None
+    error = located_error(raw_error, step.nodes, path.as_list())
+    if is_non_null_type(return_type):
+        raise error  # the nearest nullable parent is nulled instead
+    run.executor.collected_errors.add(error, path)
