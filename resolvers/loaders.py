@@ -71,9 +71,15 @@ class FetchGate:
 class GatedLoader(DataLoader[K, V]):
     """A DataLoader whose batches are dispatched by the request's FetchGate."""
 
-    def __init__(self, gate: FetchGate, batch_fn: Callable[[list[K]], Coroutine[Any, Any, list[V]]]) -> None:
+    def __init__(
+        self,
+        gate: FetchGate,
+        batch_fn: Callable[[list[K]], Coroutine[Any, Any, list[V]]],
+        held: Callable[[Sequence[K]], Mapping[K, V]] | None = None,
+    ) -> None:
         super().__init__(batch_load_fn=batch_fn, loop=asyncio.get_running_loop())
         self._gate = gate
+        self._held = held  # what the process's cache holds right now, without waiting
 
     def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
         self._queue.append(Loader(key=key, future=future))
@@ -81,7 +87,21 @@ class GatedLoader(DataLoader[K, V]):
             self._gate.hold(self)
 
     async def load_all(self, keys: Sequence[K]) -> list[V]:
-        return list(await self.load_many(keys)) if keys else []
+        """The values of a whole list of keys (a page's authors, counts…), in order.
+
+        Keys the in-process cache layer holds are answered from it directly: a warm page costs
+        no future per key (aiodataloader makes one per `load`); only the rest joins the batch.
+        """
+        if not keys:
+            return []
+        if self._held is None:
+            return list(await self.load_many(keys))
+        held = self._held(keys)
+        missing = [k for k in keys if k not in held] if held else list(keys)
+        if not missing:
+            return [held[k] for k in keys]
+        loaded = dict(zip(missing, await self.load_many(missing), strict=True))
+        return [held[k] if k in held else loaded[k] for k in keys]
 
 
 # Hot, shared reads kept in the process's cache (bff/cache.py). Every write to what they copy
@@ -108,7 +128,8 @@ class Loaders:
     # Created on first use: most requests touch two or three of them.
     @cached_property
     def user_by_id(self) -> GatedLoader[int, UserRow | None]:
-        return GatedLoader(self.gate, self._users)
+        held = self._held(USERS)  # UserRow values, as the loader's UserRow | None
+        return GatedLoader[int, UserRow | None](self.gate, self._users, held)
 
     @cached_property
     def post_by_id(self) -> GatedLoader[int, PostRow | None]:
@@ -116,7 +137,7 @@ class Loaders:
 
     @cached_property
     def like_count_by_post_id(self) -> GatedLoader[int, int]:
-        return GatedLoader(self.gate, self._like_counts)
+        return GatedLoader(self.gate, self._like_counts, self._held(LIKE_COUNTS))
 
     @cached_property
     def viewer_liked_by_post_id(self) -> GatedLoader[int, bool]:
@@ -142,6 +163,14 @@ class Loaders:
     @cached_property
     def rooms_by_user_id(self) -> GatedLoader[int, list[RoomRow]]:
         return GatedLoader(self.gate, self._rooms_of_users)
+
+    def _held(self, namespace: Namespace[V]) -> Callable[[Sequence[int]], Mapping[int, V]]:
+        cache = self.cache
+
+        def held(keys: Sequence[int]) -> dict[int, V]:
+            return cache.held(namespace, keys)
+
+        return held
 
     async def _users(self, ids: list[int]) -> list[UserRow | None]:
         found = await self.cache.get_many(USERS, ids, self._users_from_db)
