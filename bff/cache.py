@@ -23,11 +23,9 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 import structlog
@@ -35,6 +33,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bff.cache_local import LocalLayer, scope_of
 from bff.config import Settings
 from bff.rankings import Rankings
 from realtime import channels
@@ -83,65 +82,6 @@ class Namespace(Generic[V]):
 
 class _Abandoned(Exception):
     """The fetch another request was doing for this key did not finish (cancelled, failed)."""
-
-
-class LocalLayer:
-    """key -> (expires at, value): least recently used first, bounded."""
-
-    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
-        self.max_entries = max_entries
-        self.ttl = ttl_seconds
-        self._entries: OrderedDict[tuple[str, Hashable], tuple[float, Any]] = OrderedDict()
-        # When each key was last invalidated (bounded as well), and when everything was.
-        self._invalidated: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
-        self._cleared_at = -float("inf")
-
-    def get(self, key: tuple[str, Hashable]) -> tuple[bool, Any]:
-        entry = self._entries.get(key)
-        if entry is None:
-            return False, None
-        if entry[0] <= time.monotonic():
-            del self._entries[key]
-            return False, None
-        self._entries.move_to_end(key)
-        return True, entry[1]
-
-    def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
-        """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""
-        if self.max_entries <= 0 or fetched_since <= self._cleared_at:
-            return
-        if self._invalidated.get(key, -float("inf")) >= fetched_since:
-            return
-        self._entries[key] = (time.monotonic() + self.ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def drop(self, key: tuple[str, Hashable]) -> None:
-        self._entries.pop(key, None)
-        self._invalidated[key] = time.monotonic()
-        self._invalidated.move_to_end(key)
-        while len(self._invalidated) > max(self.max_entries, 1_000):
-            self._invalidated.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._invalidated.clear()
-        self._cleared_at = time.monotonic()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def scope_of(database_url: str) -> str:
-    """Redis keys are namespaced by the database they copy: databases sharing a Redis never mix.
-
-    The database name (or SQLite file), not the whole URL: instances reaching one database
-    through different hosts or credentials still share entries and invalidations.
-    """
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/") or parts.netloc
-    return name.replace(" ", "_")[:200] or "default"
 
 
 class Cache:

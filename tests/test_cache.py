@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from bff.app import create_app
-from bff.cache import Cache, LocalLayer, Namespace
+from bff.cache import Cache, Namespace
+from bff.cache_local import LocalLayer
 from bff.config import Settings
 from bff.db import Database
 from bff.rankings import Rankings
