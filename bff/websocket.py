@@ -51,23 +51,36 @@ _EXPIRY = "bff.token_expiry"  # scope key: the socket's TokenExpiry, owned by __
 
 
 class TokenExpiry:
-    """Closes one socket when its viewer's token expires. `arm` (re)schedules, `cancel` stops it."""
+    """Closes one socket when its viewer's token expires. `arm` (re)schedules, `cancel` stops it.
+
+    A timer handle until it fires (not a task sleeping for hours), then a task closing the socket.
+    """
+
+    __slots__ = ("_closing", "_timer", "_websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     def arm(self, expires_at: float) -> None:
         self.cancel()
-        self._task = asyncio.create_task(self._close_at(expires_at), name="bff-ws-token-expiry")
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, expires_at - time.time()), self._expire)
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._closing is not None:
+            self._closing.cancel()
+            self._closing = None
 
-    async def _close_at(self, expires_at: float) -> None:
-        await asyncio.sleep(max(0.0, expires_at - time.time()))
+    def _expire(self) -> None:
+        self._timer = None
+        self._closing = asyncio.create_task(self._close(), name="bff-ws-token-expiry")
+
+    async def _close(self) -> None:
         log.info("ws_token_expired")
         with contextlib.suppress(Exception):  # already closed by the client
             await self._websocket.close(code=TOKEN_EXPIRED, reason="token expired")
@@ -279,6 +292,8 @@ class GraphQLWebSocket(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = getattr(context, "connection_params", None) or {}
+        if isinstance(context, WebSocketContext):
+            context.connection_params = None  # read once here: the token is not kept for the socket's life
         header = (
             params.get("authorization") or params.get("Authorization") if isinstance(params, dict) else None
         )

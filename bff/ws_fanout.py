@@ -50,7 +50,7 @@ from strawberry.schema._graphql_core import execution_context_class_kwargs
 from bff.auth import Viewer
 from bff.errors import BffError, format_error
 from realtime.broker import Broker
-from realtime.fanout import Fanout, Refill, Render, Send
+from realtime.fanout import Fanout, Member, OnFail, Refill, Render, Send
 from resolvers.context import Context
 from schema.subscription import SHARED_STREAMS, SharedStream
 
@@ -102,8 +102,42 @@ class _SelectionCheck(Visitor):
             self.variables.add(node.name.value)
 
 
+class StoredEvents:
+    """One subscriber's replay (its `after`, a RESYNC refill): stored events after a position,
+    executed with its own context. Kept by its member, so slots rather than a closure's cells."""
+
+    __slots__ = ("_args", "_context", "_operation_name", "_plan", "_shared", "_variables")
+
+    def __init__(
+        self,
+        shared: SharedSubscriptions,
+        plan: Plan,
+        context: Context,
+        args: dict[str, Any],
+        variables: dict[str, Any],
+        operation_name: str | None,
+    ) -> None:
+        self._shared = shared
+        self._plan = plan
+        self._context = context
+        self._args = args
+        self._variables = variables
+        self._operation_name = operation_name
+
+    async def __call__(self, after_id: int) -> AsyncIterator[tuple[int, str]]:
+        plan, context = self._plan, self._context
+        try:
+            async for position, root in plan.stream.stored(context, self._args, after_id):
+                yield (
+                    position,
+                    await self._shared.execute(plan, root, context, self._variables, self._operation_name),
+                )
+        finally:
+            context.drop_loaders()  # what the replay loaded (authors…) is not kept for hours
+
+
 class Runner:
-    """One subscriber, authorised and keyed: `serve` runs it until cancelled."""
+    """One subscriber, authorised and keyed: `join` puts it in its group."""
 
     __slots__ = ("_fanout", "channel", "key", "last_seen", "make_render", "refill")
 
@@ -123,8 +157,11 @@ class Runner:
         self.refill = refill
         self.last_seen = last_seen
 
-    async def serve(self, send: Send) -> None:
-        await self._fanout.serve(self.key, self.channel, self.make_render, send, self.refill, self.last_seen)
+    async def join(self, send: Send, on_fail: OnFail) -> Member:
+        """Live in its group (storage after its cursor replayed first); the caller calls `leave`."""
+        return await self._fanout.join(
+            self.key, self.channel, self.make_render, send, self.refill, self.last_seen, on_fail
+        )
 
 
 class SharedSubscriptions:
@@ -213,6 +250,9 @@ class SharedSubscriptions:
             channel, last_seen = await plan.stream.open(context, args)
         except (GraphQLError, BffError):
             return None  # strawberry's path reports it the usual way
+        # The socket's context lives as long as the socket: its loaders (the room's members,
+        # read to authorise) are made again if a replay needs them.
+        context.drop_loaders()
         viewer = None if plan.public else context.viewer
         # Canonical text of the variables that shape the answer (a str: orjson's bytes keep a 4 KiB buffer).
         shaping = json.dumps([variables.get(name) for name in plan.shaping_variables], sort_keys=True)
@@ -225,17 +265,14 @@ class SharedSubscriptions:
             async def render(data: bytes) -> tuple[int, str]:
                 position, root = plan.stream.root(data)
                 group_context.loaders = group_context.fresh_loaders()  # nothing cached across events
-                return position, await self._execute(plan, root, group_context, variables, operation_name)
+                return position, await self.execute(plan, root, group_context, variables, operation_name)
 
             return render
 
-        async def refill(after_id: int) -> AsyncIterator[tuple[int, str]]:
-            async for position, root in plan.stream.stored(context, args, after_id):
-                yield position, await self._execute(plan, root, context, variables, operation_name)
-
+        refill = StoredEvents(self, plan, context, args, variables, operation_name)
         return Runner(self.fanout, key, channel, make_render, refill, last_seen)
 
-    async def _execute(
+    async def execute(
         self, plan: Plan, root: Any, context: Context, variables: dict[str, Any], operation_name: str | None
     ) -> str:
         result = execute(

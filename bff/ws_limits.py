@@ -41,18 +41,19 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage
 
 from bff.config import Settings
-from realtime.hub import SlowConsumer
+from realtime.lag import FANOUT_LAG, PUBLISHED_AT
 from resolvers.context import Context
 
 if TYPE_CHECKING:
     from strawberry.http.async_base_view import AsyncBaseHTTPView
 
     from bff.ws_fanout import SharedSubscriptions
+    from realtime.fanout import Member
 
 log = structlog.get_logger("bff.websocket")
 
@@ -133,6 +134,24 @@ async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: object) -> N
 class PolicedWebSocket(ASGIWebSocketAdapter):
     """strawberry's socket adapter with a bounded send queue, a frame size limit and an idle timeout."""
 
+    # One per socket, for hours: slots, and the idle timeout is a timer handle, not a task.
+    __slots__ = (
+        "_closer",
+        "_closing",
+        "_finished",
+        "_idle",
+        "_last_frame",
+        "_opened",
+        "_outbox",
+        "_registry",
+        "_user_id",
+        "_users",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "policy",
+    )
+
     def __init__(
         self,
         view: AsyncBaseHTTPView[Any, Any, Any, Any, Any, Any, Any],
@@ -147,7 +166,7 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
         # Frames behind one the transport could not take yet; exists only while the writer does.
         self._outbox: deque[str] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._idle: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
         self._closer: asyncio.Task[None] | None = None
         self._closing = False
         self._opened = False
@@ -205,6 +224,13 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
         data = self.view.encode_json(message)
         if not self.queue_text(data if isinstance(data, str) else data.decode()):
             raise WebSocketDisconnected
+        if message.get("type") in ("next", "data"):
+            # strawberry's per-subscriber path: the event this operation's task took last
+            # became this frame (realtime/lag.py); once per event.
+            published_at = PUBLISHED_AT.get()
+            if published_at is not None:
+                PUBLISHED_AT.set(None)
+                FANOUT_LAG.observe(published_at)
 
     def queue_text(self, text: str) -> bool:
         """Send one text frame, in order; False once the socket is closing (a full queue closes it).
@@ -308,19 +334,22 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
         OPEN_SOCKETS.inc()
         if self._registry is not None:
             self._registry.add(self)
-        self._last_frame = asyncio.get_running_loop().time()
-        if self.policy.idle_timeout_seconds > 0:
-            self._idle = asyncio.create_task(self._watch_idle(), name="bff-ws-idle")
-
-    async def _watch_idle(self) -> None:
-        timeout = self.policy.idle_timeout_seconds
         loop = asyncio.get_running_loop()
-        while not self._closing:
-            remaining = self._last_frame + timeout - loop.time()
-            if remaining <= 0:
-                await self.close(IDLE_TIMEOUT, "Idle timeout")
-                return
-            await asyncio.sleep(remaining)
+        self._last_frame = loop.time()
+        if self.policy.idle_timeout_seconds > 0:
+            self._idle = loop.call_at(self._last_frame + self.policy.idle_timeout_seconds, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """The idle timer: re-armed for the last frame's deadline, or closes with 4410 once it passed."""
+        self._idle = None
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._last_frame + self.policy.idle_timeout_seconds
+        if deadline > loop.time():
+            self._idle = loop.call_at(deadline, self._check_idle)
+            return
+        self._closer = asyncio.create_task(self.close(IDLE_TIMEOUT, "Idle timeout"), name="bff-ws-idle-close")
 
     async def admit(self, context: object) -> bool:
         """Take one of the viewer's connection slots; close with 1008 when they are all taken."""
@@ -340,7 +369,10 @@ class PolicedWebSocket(ASGIWebSocketAdapter):
             return
         self._finished = True
         self._closing = True
-        tasks = [t for t in (self._writer, self._idle, self._closer) if t is not None]
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        tasks = [t for t in (self._writer, self._closer) if t is not None]
         for task in tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -376,19 +408,35 @@ def subscription_field(schema: Any, query: str, operation_name: str | None) -> s
     return name if name in known else "other"  # bounded label values
 
 
+def count_operation(field: str | None, delta: int) -> None:
+    if field is not None:
+        SUBSCRIPTIONS.labels(field).inc(delta)
+
+
 @contextlib.contextmanager
 def counted(field: str | None) -> Iterator[None]:
-    if field is None:
-        yield
-        return
-    SUBSCRIPTIONS.labels(field).inc()
+    count_operation(field, 1)
     try:
         yield
     finally:
-        SUBSCRIPTIONS.labels(field).dec()
+        count_operation(field, -1)
 
 
-async def serve_shared(
+class FrameSender:
+    """A shared member's `send`: the group's payload behind this operation's frame prefix
+    (`{"id":…,"type":"next","payload":`), closed by `}`. Slots, not a closure: kept per member."""
+
+    __slots__ = ("prefix", "socket")
+
+    def __init__(self, socket: PolicedWebSocket, prefix: str) -> None:
+        self.socket = socket
+        self.prefix = prefix
+
+    def __call__(self, payload: str) -> bool:
+        return self.socket.queue_text(self.prefix + payload + "}")
+
+
+async def join_shared(
     view: object,
     socket: PolicedWebSocket,
     context: Context,
@@ -396,27 +444,20 @@ async def serve_shared(
     query: str,
     operation_name: str | None,
     variables: dict[str, object] | None,
-) -> bool:
-    """Serve an operation from shared fan-out (bff/ws_fanout.py); False when strawberry must run it.
+) -> Member | None:
+    """Put an operation in its shared fan-out group (bff/ws_fanout.py); None when strawberry must run it.
 
-    Each payload is rendered once per group; this socket gets it behind its own frame prefix
-    (`{"id":…,"type":"next","payload":`), closed by `}`.
+    Each payload is rendered once per group and written to this socket by the group's task; the
+    operation needs no task of its own while it waits. The caller calls `leave` when it ends.
+    A socket that cannot keep up is closed with 1013 (`drop_slow_consumer`).
     """
     shared: SharedSubscriptions | None = getattr(view, "shared_subscriptions", None)
     if shared is None:
-        return False
+        return None
     runner = await shared.open(query, operation_name, variables, context)
     if runner is None:
-        return False
-
-    def send(payload: str) -> bool:
-        return socket.queue_text(frame_prefix + payload + "}")
-
-    try:
-        await runner.serve(send)
-    except SlowConsumer:
-        socket.drop_slow_consumer()
-    return True
+        return None
+    return await runner.join(FrameSender(socket, frame_prefix), socket.drop_slow_consumer)
 
 
 def _json_string(value: str) -> str:
@@ -424,17 +465,30 @@ def _json_string(value: str) -> str:
 
 
 class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws with the socket policy: admission before the ack, counted operations."""
+    """graphql-transport-ws with the socket policy: admission before the ack, counted operations.
+
+    Operations served by shared fan-out keep no task while they wait (`run_operation`): their
+    group writes each frame, and `cleanup_operation` (`complete`, the socket closing) takes them
+    out of it.
+    """
+
+    shared_operations: dict[str, tuple[Member, str | None]] | None = None  # by id: member, field label
 
     @property
     def socket(self) -> PolicedWebSocket:
         return cast(PolicedWebSocket, self.websocket)
 
-    async def handle(self) -> None:
+    async def shutdown(self) -> None:
         try:
-            await super().handle()
+            await super().shutdown()
         finally:
             await self.socket.finish()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_init_received:
+            # Cancelled by now: not kept for the socket's life (strawberry keeps it till the end).
+            self.connection_init_timeout_task = None
 
     async def send_message(self, message: Message) -> None:
         if message["type"] == "connection_ack" and not await self.socket.admit(self.context):
@@ -442,9 +496,12 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().send_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        with counted(subscription_field(self.schema, operation.query, operation.operation_name)):
+        field = subscription_field(self.schema, operation.query, operation.operation_name)
+        count_operation(field, 1)
+        counted_until_cleanup = False
+        try:
             prefix = '{"id":' + _json_string(operation.id) + ',"type":"next","payload":'
-            if await serve_shared(
+            member = await join_shared(
                 self.view,
                 self.socket,
                 self.context,
@@ -452,9 +509,34 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.query,
                 operation.operation_name,
                 operation.variables,
-            ):
+            )
+            if member is None:
+                await super().run_operation(operation)
                 return
-            await super().run_operation(operation)
+            if self.operations.get(operation.id) is not operation:  # pragma: no cover - defensive
+                member.leave()
+                return
+            # Served by its group from here on: this task ends; the operation stays registered
+            # (its id, the per-socket limit) with no task, and counted, until `cleanup_operation`.
+            served = self.shared_operations
+            if served is None:
+                served = self.shared_operations = {}
+            served[operation.id] = (member, field)
+            counted_until_cleanup = True
+            operation.task = None
+        finally:
+            if not counted_until_cleanup:
+                count_operation(field, -1)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        served = self.shared_operations.pop(operation_id, None) if self.shared_operations else None
+        if served is None:
+            await super().cleanup_operation(operation_id)
+            return
+        self.operations.pop(operation_id, None)
+        member, field = served
+        member.leave()
+        count_operation(field, -1)
 
     async def handle_task_exception(self, error: Exception) -> None:
         if isinstance(error, WebSocketDisconnected):
@@ -463,15 +545,15 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class PolicedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    """Legacy graphql-ws with the same socket policy."""
+    """Legacy graphql-ws with the same socket policy. Its operations keep strawberry's task each."""
 
     @property
     def socket(self) -> PolicedWebSocket:
         return cast(PolicedWebSocket, self.websocket)
 
-    async def handle(self) -> None:
+    async def cleanup(self) -> None:
         try:
-            await super().handle()
+            await super().cleanup()
         finally:
             await self.socket.finish()
 
@@ -489,15 +571,21 @@ class PolicedLegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         ):
             prefix = '{"type":"data","id":' + _json_string(operation_id) + ',"payload":'
             handled = False
+            member: Member | None = None
             try:
-                handled = await serve_shared(
+                member = await join_shared(
                     self.view, self.socket, self.context, prefix, query, operation_name, variables
                 )
+                handled = member is not None
+                if member is not None:
+                    await asyncio.get_running_loop().create_future()  # its group serves it until `stop`
             except asyncio.CancelledError:
                 # `stop` (or the socket ending): answer as strawberry's path does.
                 handled = True
                 await self.send_message({"type": "complete", "id": operation_id})
             finally:
+                if member is not None:
+                    member.leave()
                 if handled:  # release the bookkeeping strawberry's path would release
                     self.tasks.pop(operation_id, None)
                     self.subscriptions.pop(operation_id, None)

@@ -12,11 +12,12 @@ meanwhile is gone from pub/sub, and the subscriber fills the gap from storage.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
+
+from realtime.lag import PUBLISHED_AT
 
 SUBSCRIBERS = Gauge("bff_hub_subscribers", "Local subscribers across all channels")
 DELIVERED = Counter("bff_events_delivered_total", "Events handed to local subscribers")
@@ -24,11 +25,6 @@ OVERFLOWS = Counter(
     "bff_subscriber_queue_overflows_total", "Subscribers dropped because their queue was full"
 )
 RESYNCS = Counter("bff_hub_resyncs_total", "RESYNC markers handed to local subscribers after a reconnect")
-FANOUT_LAG = Histogram(
-    "bff_fanout_lag_seconds",
-    "From the hub receiving an event (from Redis, or a local publish) to its subscriber taking it",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
 
 RESYNC = b"\x00resync"
 """Not an event: the upstream connection was re-established, events may have been missed.
@@ -43,17 +39,21 @@ class SlowConsumer(Exception):
 
 
 class Subscription:
+    """One local subscriber's queue. Iterating it yields each event's bytes; `published_at` is then
+    the publisher's stamp of the event just yielded (None for RESYNC, or an unstamped event)."""
+
     def __init__(self, channel: str, maxsize: int) -> None:
         self.channel = channel
-        # (bytes, time the hub received them); None ends the stream.
-        self.queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue(maxsize)
+        # (bytes, publish time); None ends the stream.
+        self.queue: asyncio.Queue[tuple[bytes, float | None] | None] = asyncio.Queue(maxsize)
         self.overflowed = False
+        self.published_at: float | None = None
 
-    def offer(self, data: bytes, received_at: float | None = None) -> None:
+    def offer(self, data: bytes, published_at: float | None = None) -> None:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait((data, time.monotonic() if received_at is None else received_at))
+            self.queue.put_nowait((data, published_at))
         except asyncio.QueueFull:
             self.overflowed = True
             OVERFLOWS.inc()
@@ -69,9 +69,9 @@ class Subscription:
                 if self.overflowed:
                     raise SlowConsumer(self.channel)
                 return
-            data, received_at = item
-            if data is not RESYNC:
-                FANOUT_LAG.observe(time.monotonic() - received_at)
+            data, self.published_at = item
+            # For the per-subscriber path: its socket observes publish -> send (realtime/lag.py).
+            PUBLISHED_AT.set(self.published_at)
             yield data
 
 
@@ -93,13 +93,13 @@ class Hub:
     def channels(self) -> list[str]:
         return list(self._channels)
 
-    def deliver(self, channel: str, data: bytes) -> int:
+    def deliver(self, channel: str, data: bytes, published_at: float | None = None) -> int:
+        """Hand an event to every local subscriber; `published_at` is its publisher's stamp."""
         subs = self._channels.get(channel)
         if not subs:
             return 0
-        received_at = time.monotonic()
         for sub in tuple(subs):
-            sub.offer(data, received_at)
+            sub.offer(data, published_at)
         DELIVERED.inc(len(subs))
         return len(subs)
 

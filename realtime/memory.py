@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import Counter
@@ -32,7 +33,7 @@ class MemoryBroker:
 
     async def publish(self, channel: str, data: bytes) -> None:
         PUBLISHED.labels(self.name).inc()
-        self.hub.deliver(channel, data)
+        self.hub.deliver(channel, data, time.time())  # the publish stamp (realtime/lag.py)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         return self.hub.subscribe(channel)

@@ -12,6 +12,9 @@ re-subscribe without telling us, and the gap would go unnoticed.
 Publishing never raises for a broker outage: callers publish after committing, and
 subscribers fill the gap from storage once the broker is back. Failures are logged and
 counted (`bff_publish_failures_total`).
+
+Each event travels with its publish time (realtime/lag.py: the first key of its JSON object,
+taken off again by the reader); events without it are delivered all the same.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -30,6 +34,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from realtime.hub import Hub, Subscription
+from realtime.lag import stamp, unstamp
 from realtime.memory import PUBLISHED
 
 log = structlog.get_logger("bff.broker")
@@ -102,7 +107,7 @@ class RedisBroker:
 
     async def publish(self, channel: str, data: bytes) -> None:
         try:
-            await self._client.publish(channel, data)
+            await self._client.publish(channel, stamp(data, time.time()))
         except (RedisError, OSError) as exc:
             PUBLISH_FAILURES.inc()
             log.warning("publish_failed", channel=channel, error=type(exc).__name__, detail=str(exc))
@@ -189,7 +194,8 @@ class RedisBroker:
                 continue
             kind = message["type"]
             if kind == "message":
-                self.hub.deliver(_text(message["channel"]), message["data"])
+                data, published_at = unstamp(message["data"])
+                self.hub.deliver(_text(message["channel"]), data, published_at)
             elif kind == "subscribe":
                 self._on_confirmed(_text(message["channel"]))
 

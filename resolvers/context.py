@@ -28,15 +28,27 @@ class Context:
     leaderboards: Coalescer | None = None
     # The process's read cache (Services); the default reads through to the database.
     cache: Cache = NO_CACHE
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db, self.viewer.user_id if self.viewer else None, self.cache)
+    @property
+    def loaders(self) -> Loaders:
+        """This request's loaders, made on first use: a socket's context may not load for hours."""
+        if self._loaders is None:
+            self._loaders = self.fresh_loaders()
+        return self._loaders
+
+    @loaders.setter
+    def loaders(self, loaders: Loaders) -> None:
+        self._loaders = loaders
+
+    def drop_loaders(self) -> None:
+        """Forget what the loaders hold (a socket's context, once its subscription is authorised)."""
+        self._loaders = None
 
     def set_viewer(self, viewer: Viewer | None) -> None:
         """WebSockets learn the viewer at connection_init, after the context exists."""
         self.viewer = viewer
-        self.loaders = Loaders(self.db, viewer.user_id if viewer else None, self.cache)
+        self._loaders = None
 
     def require_viewer(self) -> int:
         """The viewer's user id; UNAUTHENTICATED for anonymous requests."""

@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ import redis.asyncio as redis
 import websockets
 
 from realtime import channels
+from realtime.lag import stamp
 from tests.e2e.test_redis_restart import message_pk, metric, until
 from tests.e2e.test_subscriptions_e2e import TRANSPORT_WS, Subscriber, room_member, tokens
 from tests.procs import ServerProcess, running_server
@@ -44,7 +46,9 @@ def server(tmp_path: Path, env: dict[str, str], **settings: object) -> Iterator[
         yield process
 
 
-def event(event_id: int, author: int, body: str) -> bytes:
+def event(event_id: int, author: int, body: str, published_at: float | None = None) -> bytes:
+    """A `chat_room` event as the broker puts it on the wire: stamped now, unless told otherwise
+    (realtime/lag.py; `published_at=0` leaves it unstamped, as an older publisher sends it)."""
     message = {
         "id": event_id,
         "room_id": 1,
@@ -53,7 +57,8 @@ def event(event_id: int, author: int, body: str) -> bytes:
         "created_at": datetime.now(UTC).isoformat(),
         "client_message_id": f"limits-{event_id}",
     }
-    return channels.encode({"message": message, "author": None})
+    data = channels.encode({"message": message, "author": None})
+    return data if published_at == 0 else stamp(data, time.time() if published_at is None else published_at)
 
 
 async def subscribe(subscriber: Subscriber, op_id: str = "1") -> None:
