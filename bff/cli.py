@@ -45,6 +45,7 @@ def run(
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
         # permessage-deflate costs ~50 KiB per socket and CPU per frame; frames are small JSON.
         ws_per_message_deflate=False,
+        ws="bff.ws_protocol:WebSocketProtocol",  # uvicorn's, holding less per idle socket
     )
 
 

@@ -65,6 +65,8 @@ def start_server(tmp_dir: Path, env: dict[str, str], name: str = "bff") -> Serve
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "5",
+            "--ws",  # as the Procfile and `bff run` serve sockets
+            "bff.ws_protocol:WebSocketProtocol",
         ],
         cwd=ROOT,
         env=full_env,
