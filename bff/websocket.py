@@ -36,13 +36,8 @@ from bff.edge import Edge
 from bff.errors import BffError, ErrorCode, error_extensions
 from bff.services import Services
 from bff.ws_fanout import SharedSubscriptions
-from bff.ws_limits import (
-    ConnectionsPerUser,
-    PolicedLegacyWSHandler,
-    PolicedTransportWSHandler,
-    PolicedWebSocket,
-    SocketPolicy,
-)
+from bff.ws_handlers import PolicedLegacyWSHandler, PolicedTransportWSHandler
+from bff.ws_limits import ConnectionsPerUser, PolicedWebSocket, SocketPolicy
 from resolvers.context import Context
 
 log = structlog.get_logger("bff.websocket")
@@ -225,7 +220,7 @@ class LegacyWSHandler(PolicedLegacyWSHandler):
 class GraphQLWebSocket(GraphQL[Context, None]):
     edge: Edge | None = None  # the HTTP view's rate limiter, set by create_app
     open_sockets: set[Any] | None = None  # drained with 1001 on SIGTERM (bff/drain.py), set by create_app
-    # Socket limits and metrics (bff/ws_limits.py): strawberry's extension points.
+    # Socket limits and metrics (bff/ws_limits.py, bff/ws_handlers.py): strawberry's extension points.
     websocket_adapter_class = PolicedWebSocket
     graphql_transport_ws_handler_class = TransportWSHandler  # protocol conformance (above) over ws_limits
     graphql_ws_handler_class = LegacyWSHandler

@@ -2,7 +2,7 @@
 
 strawberry runs a subscription per subscriber: every event is executed and encoded once for
 each of them. For the fields listed in `schema.subscription.SHARED_STREAMS` (`messageAdded`),
-the WebSocket handlers (bff/ws_limits.py) ask this module first. A document is planned once
+the WebSocket handlers (bff/ws_handlers.py) ask this module first. A document is planned once
 (parsed, validated, its selection checked against the field's viewer-independent fields); each
 subscriber is authorised on its own at subscribe time (the field's `open`, as the resolver
 would), then joins the group of its channel, document, shaping variables and, when the
