@@ -49,6 +49,13 @@ def _keys_unavailable() -> BffError:
     )
 
 
+def _user_id(value: Any) -> int:
+    """The claim as a user id: an integer, or its decimal text (never a bool or a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("the user id claim must be an integer or its decimal text")
+    return int(value)
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings, cache_size: int = 16384) -> None:
         self._secret = settings.jwt_secret.get_secret_value()
@@ -56,6 +63,8 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._user_claim = settings.jwt_user_id_claim
+        self._required = list(dict.fromkeys(["exp", "sub", "iss", "aud", self._user_claim]))
         self._ttl = settings.jwt_ttl_seconds
         self.jwks: JwksClient | None = None
         if settings.jwt_jwks_url is not None:
@@ -82,6 +91,8 @@ class TokenVerifier:
             "nbf": now,
             "exp": now + (ttl_seconds or self._ttl),
         }
+        if self._user_claim != "sub":
+            claims[self._user_claim] = user_id
         return jwt.encode(claims, self._secret, algorithm=self._algorithm)
 
     async def authenticate(self, header: str | None) -> Viewer | None:
@@ -176,9 +187,9 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub", "iss", "aud"]},
+                options={"require": self._required},
             )
-            user_id = int(claims["sub"])
+            user_id = _user_id(claims[self._user_claim])
             if not 0 < user_id <= MAX_USER_ID:
                 raise ValueError("sub must be a user id in the database's range")
         except jwt.ExpiredSignatureError as exc:

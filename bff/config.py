@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field("bff", description="required `iss` claim")
     jwt_audience: str = Field("bff-mobile", description="required `aud` claim")
     jwt_leeway_seconds: int = Field(30, ge=0, description="clock skew allowed on exp/nbf/iat")
+    jwt_user_id_claim: str = Field(
+        "sub",
+        min_length=1,
+        description="claim holding the bff user id (a positive integer); for identity providers whose "
+        "`sub` is opaque, a custom claim they add (`sub` is still required)",
+    )
     jwt_ttl_seconds: int = Field(3600, ge=60, description="lifetime of tokens made by `bff token`")
 
     max_body_bytes: int = Field(512 * 1024, ge=1024, description="request bodies above this get 413")

@@ -261,6 +261,22 @@ async def test_a_valid_rs256_token_signs_in_its_user_with_one_jwks_fetch(
     assert jwks.hits == 1  # the second token's key came from the cache
 
 
+@pytest.mark.parametrize(
+    ("value", "signed_in"),
+    [(42, True), ("42", True), (True, False), (4.2, False), ("auth0|42", False), (None, False)],
+)
+async def test_a_custom_user_id_claim_signs_in_providers_with_opaque_subjects(
+    settings_for: Callable[..., Settings], rsa_key: Key, value: Any, signed_in: bool
+) -> None:
+    claim = "https://bff.example/user_id"
+    async with serve(settings_for(jwt_user_id_claim=claim)) as bff:
+        token = rsa_key.sign(1, sub="auth0|6553f0a1", **{claim: value})
+        if signed_in:
+            assert await bff.viewer_id(token) == to_global_id("User", 42)
+        else:
+            assert (await bff.refusal(token))["reason"] == "invalid_token"
+
+
 async def test_a_valid_es256_token_signs_in_with_the_es256_configuration(
     settings_for: Callable[..., Settings], jwks: JwksServer, ec_key: Key
 ) -> None:
@@ -511,3 +527,10 @@ async def test_concurrent_misses_share_one_fetch_even_without_a_refetch_interval
     assert all(isinstance(result, UnknownKey) for result in found[:-1])
     assert not isinstance(found[-1], BaseException)
     assert jwks.hits == 1
+
+
+def test_development_tokens_carry_the_custom_user_id_claim(sqlite_url: str) -> None:
+    verifier = TokenVerifier(load_settings(database_url=sqlite_url, bff_env="test", jwt_user_id_claim="uid"))
+    token = verifier.issue(7)
+    assert jwt.decode(token, options={"verify_signature": False})["uid"] == 7
+    assert verifier.verify(token).user_id == 7
