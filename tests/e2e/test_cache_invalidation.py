@@ -88,6 +88,15 @@ def entries(data: Any) -> list[tuple[int, int]]:
     return [(pk(e["user"]["id"]), e["points"]) for e in data["leaderboard"]]
 
 
+async def remote_invalidations(server: ServerProcess, namespace: str, at_least: int) -> bool:
+    """Whether `server` applied at least `at_least` invalidations of `namespace` sent by another instance."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{server.url}/metrics")).text
+    sample = f'bff_cache_invalidations_total{{namespace="{namespace}",origin="remote"}}'
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(sample)]
+    return bool(values) and values[0] >= at_least
+
+
 async def until(check: Any, timeout: float) -> float:
     """Seconds until `check()` is true; fails past `timeout`."""
     started = time.monotonic()
@@ -129,6 +138,8 @@ async def test_a_score_on_a_is_on_bs_leaderboard_and_a_flushed_redis_refills_fro
     best = entries(await gql(b, TOP, {"g": "1"}))[0][1]
     # when a player beats the best on A
     assert (await gql(a, SUBMIT, {"g": "1", "p": best + 1}, user=12))["submitScore"]["improved"]
+    # then A told B to drop its in-process copy of the top (not just waited for its TTL)
+    await until(lambda: remote_invalidations(b, "leaderboard", at_least=1), timeout=10)
 
     # then B's leaderboard has it
     async def b_agrees() -> bool:
