@@ -13,8 +13,10 @@ withdrawn), so a phone's repeated requests skip the signature check.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,17 @@ def _keys_unavailable() -> BffError:
         reason="keys_unavailable",
         retryable=True,
     )
+
+
+@contextlib.contextmanager
+def _key_errors() -> Iterator[None]:
+    """A JWKS lookup's failures as the 401s clients see."""
+    try:
+        yield
+    except UnknownKey:
+        raise _invalid() from None
+    except KeysUnavailable:
+        raise _keys_unavailable() from None
 
 
 def _user_id(value: Any) -> int:
@@ -103,35 +116,23 @@ class TokenVerifier:
         token = self._bearer(header)
         if token is None:
             return None
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
-        if self.jwks is None:
-            return self._decode(token, self._secret, None)
-        kid = self._kid(token)
-        try:
-            key = await self.jwks.key(kid)
-        except UnknownKey:
-            raise _invalid() from None
-        except KeysUnavailable:
-            raise _keys_unavailable() from None
-        return self._decode(token, key, kid)
+        found = self._without_key_lookup(token)
+        if isinstance(found, Viewer):
+            return found
+        assert self.jwks is not None  # a kid is only returned in JWKS mode
+        with _key_errors():
+            key = await self.jwks.key(found)
+        return self._decode(token, key, found)
 
     def verify(self, token: str) -> Viewer:
         """The synchronous check: HS*, or a JWKS key already cached (it never fetches; prefer `authenticate`)."""
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
-        if self.jwks is None:
-            return self._decode(token, self._secret, None)
-        kid = self._kid(token)
-        try:
-            key = self.jwks.cached_key(kid)
-        except UnknownKey:
-            raise _invalid() from None
-        except KeysUnavailable:
-            raise _keys_unavailable() from None
-        return self._decode(token, key, kid)
+        found = self._without_key_lookup(token)
+        if isinstance(found, Viewer):
+            return found
+        assert self.jwks is not None  # a kid is only returned in JWKS mode
+        with _key_errors():
+            key = self.jwks.cached_key(found)
+        return self._decode(token, key, found)
 
     def from_authorization(self, header: str | None) -> Viewer | None:
         """`authenticate` without network: for HS* (or keys already cached)."""
@@ -166,6 +167,15 @@ class TokenVerifier:
             return viewer
         del self._cache[token]
         return None
+
+    def _without_key_lookup(self, token: str) -> Viewer | str:
+        """The viewer when no JWKS key is needed (verified before, or HS*); else the token's `kid`."""
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        if self.jwks is None:
+            return self._decode(token, self._secret, None)
+        return self._kid(token)
 
     def _kid(self, token: str) -> str:
         """The header's `kid`, once its `alg` is the pinned one (no key lookup, no fetch otherwise)."""
