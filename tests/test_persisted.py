@@ -13,20 +13,18 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as redis
-from asgi_lifespan import LifespanManager
 
-from bff.app import create_app
 from bff.config import Settings
 from bff.db import Database
 from bff.persisted import ManifestError, PersistedOperations, read_manifest, register
+from tests.edge_fixtures import serving
 from tests.procs import running_server
 from tests.servers import RedisServer
 
@@ -80,16 +78,6 @@ async def post(
 async def get(client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
     params = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in payload.items()}
     return await client.get("/graphql", params=params, headers={"accept": GRAPHQL_RESPONSE})
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings)
-    async with (
-        LifespanManager(application),
-        httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url="http://bff.test") as client,
-    ):
-        yield client
 
 
 # -- automatic persisted queries -----------------------------------------------------------------

@@ -5,32 +5,20 @@ Development keeps all three; INTROSPECTION overrides the default either way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from bff.app import create_app
 from bff.config import Settings
+from tests.edge_fixtures import serving
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 SECRET = "a-test-secret-that-is-not-the-development-one"
 SCHEMA = "{ __schema { queryType { name } } }"
 TYPE = '{ __type(name: "User") { fields { name } } }'
 TYPO = "{ games { nmae } }"
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings)
-    async with (
-        LifespanManager(application),
-        httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url="http://bff.test") as client,
-    ):
-        yield client
 
 
 async def post(client: httpx.AsyncClient, query: str) -> httpx.Response:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 import resolvers.games
-from bff.app import create_app
 from bff.config import Settings
+from tests.edge_fixtures import serving
 
 GAMES = {"query": "{ games { id } }"}
 
@@ -32,19 +30,10 @@ def slow_games(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resolvers.games, "list_games", slow)
 
 
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://bff.test") as client,
-    ):
-        yield client
-
-
 async def test_a_request_past_its_deadline_is_a_timeout(
     make_settings: Callable[..., Settings], slow_games: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async for client in serve(make_settings(request_timeout_ms=200)):
+    async with serving(make_settings(request_timeout_ms=200)) as client:
         started = time.monotonic()
         response = await client.post(
             "/graphql", json=GAMES, headers={"accept": "application/graphql-response+json"}
@@ -69,7 +58,7 @@ async def test_a_request_past_its_deadline_is_a_timeout(
 async def test_a_statement_past_the_statement_timeout_is_a_timeout_not_an_internal_error(
     make_settings: Callable[..., Settings], slow_games: None
 ) -> None:
-    async for client in serve(make_settings(db_statement_timeout_ms=100)):
+    async with serving(make_settings(db_statement_timeout_ms=100)) as client:
         response = await client.post(
             "/graphql", json=GAMES, headers={"accept": "application/graphql-response+json"}
         )
