@@ -50,7 +50,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from bff.compiled_run import Run, execute_fields
+from bff.compiled_run import Run, execute_fields, is_awaitable
 from bff.compiled_steps import Compiler, Step, Unsupported
 
 __all__ = [
@@ -63,9 +63,8 @@ __all__ = [
     "execute_with_graphql_core",
 ]
 
-is_awaitable = optimized_is_awaitable
 _MISSING = object()
-_MAX_VARIANTS = 16
+_MAX_VARIANTS = 16  # @include/@skip variable combinations kept per plan
 
 
 # -- the public face -------------------------------------------------------------------------

@@ -18,13 +18,9 @@ from graphql import (
     GraphQLString,
     Undefined,
 )
-from graphql.execution.executor import (
-    collect_iterator_awaitables,
-    invalid_return_type_error,
-)
+from graphql.execution.executor import collect_iterator_awaitables, invalid_return_type_error
 from graphql.pyutils import Path, inspect, is_iterable
 from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
-from strawberry.execution import optimized_is_awaitable
 
 from bff.compiled_run import (
     Run,
@@ -33,17 +29,18 @@ from bff.compiled_run import (
     execute_fields,
     gather_into,
     handle_field_error,
+    is_awaitable,
 )
 
 if TYPE_CHECKING:
     from bff.compiled_steps import Compiler, Step
 
-is_awaitable = optimized_is_awaitable
+# graphql-core's serializers that return a value of exactly this type unchanged.
 _UNCHANGED: dict[Any, type] = {
     serialize_string: str,
     serialize_id: str,
     serialize_boolean: bool,
-}  # @include/@skip variable combinations kept per plan
+}
 
 
 class Completer:

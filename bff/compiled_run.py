@@ -8,14 +8,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphql import (
-    GraphQLOutputType,
-    is_non_null_type,
-    located_error,
-)
-from graphql.execution.executor import (
-    Executor,
-)
+from graphql import GraphQLOutputType, is_non_null_type, located_error
+from graphql.execution.executor import Executor
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.execution import optimized_is_awaitable
@@ -24,7 +18,7 @@ if TYPE_CHECKING:
     from bff.compiled_complete import Completer
     from bff.compiled_steps import Step
 
-is_awaitable = optimized_is_awaitable
+is_awaitable = optimized_is_awaitable  # one name for the plan modules
 
 
 # -- executing -----------------------------------------------------------------------------
