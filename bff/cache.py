@@ -226,19 +226,17 @@ class Cache:
         if not self.enabled:
             return await load(list(dict.fromkeys(keys)))
         name = namespace.name
-        found: dict[K, V] = {}
+        unique = dict.fromkeys(keys)
+        found = self.held(namespace, unique)
         waiting: dict[K, asyncio.Future[Any]] = {}
         mine: list[K] = []
-        for key in dict.fromkeys(keys):
-            hit, value = self.local.get((name, key))
-            if hit:
-                found[key] = value
-            elif (name, key) in self._inflight:
+        for key in unique:
+            if key in found:
+                continue
+            if (name, key) in self._inflight:
                 waiting[key] = self._inflight[(name, key)]
             else:
                 mine.append(key)
-        if found:
-            REQUESTS.labels(name, "local", "hit").inc(len(found))
         if waiting or mine:
             REQUESTS.labels(name, "local", "miss").inc(len(waiting) + len(mine))
         if mine:
