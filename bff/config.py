@@ -183,12 +183,12 @@ class Settings(BaseSettings):
         description="cache users, like counts and leaderboard tops (false: every read goes to the database)",
     )
     cache_local_ttl_seconds: float = Field(
-        5,
+        30,
         gt=0,
         description="in-process cache entries expire after this: the staleness bound if an invalidation is lost",
     )
     cache_local_max_entries: int = Field(
-        10_000, ge=0, description="entries kept in the in-process cache (LRU)"
+        100_000, ge=0, description="entries kept in the in-process cache (LRU)"
     )
     cache_redis_ttl_seconds: int = Field(
         300,
