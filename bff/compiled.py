@@ -50,8 +50,9 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from bff.compiled_run import Run, execute_fields, is_awaitable
-from bff.compiled_steps import Compiler, Step, Unsupported
+from bff.compiled_complete import Object
+from bff.compiled_run import Run, is_awaitable
+from bff.compiled_steps import Compiler, Unsupported
 
 __all__ = [
     "Compiler",
@@ -78,7 +79,8 @@ class Plan:
     document: DocumentNode
     operation_name: str | None
     directive_variables: tuple[str, ...]
-    variants: OrderedDict[tuple[Any, ...], list[Step]] = field(default_factory=OrderedDict)
+    variants: OrderedDict[tuple[Any, ...], Object] = field(default_factory=OrderedDict)
+    generate: bool = True  # run generated Python source (bff/codegen.py), not the step walk
 
 
 def compile_operation(
@@ -156,7 +158,7 @@ async def execute_plan(plan: Plan, context: Any, variables: dict[str, Any] | Non
     root = plan.variants.get(key)
     if root is None:
         try:
-            root = Compiler(schema).root(run)
+            root = Compiler(schema, plan.generate).root(run)
         except Unsupported:  # not expected past compile_operation's scan; graphql-core answers
             return await execute_with_graphql_core(
                 plan.schema, plan.document, plan.operation_name, context, variables
@@ -166,7 +168,7 @@ async def execute_plan(plan: Plan, context: Any, variables: dict[str, Any] | Non
             plan.variants.popitem(last=False)
     errors = built.collected_errors
     try:
-        data = execute_fields(run, root, None, None)
+        data = root.execute(run, root.steps, None, None)
         if is_awaitable(data):
             data = await data
     except GraphQLError as error:

@@ -4,7 +4,7 @@ decided once per step when the plan is compiled (bff/compiled_steps.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -159,11 +159,14 @@ class ListOf(Completer):
 
 
 class Object(Completer):
-    __slots__ = ("is_type_of", "object_type", "steps", "type")
+    __slots__ = ("execute", "is_type_of", "object_type", "steps", "type")
 
     def __init__(self, type_: GraphQLObjectType, steps: list[Step]) -> None:
         self.type = self.object_type = type_
         self.steps = steps
+        # How the fields of one value are computed: the generic walk, or the function
+        # bff/codegen.py generated for these steps (set by the compiler).
+        self.execute: Callable[[Run, Any, Any, Path | None], Any] = execute_fields
         # strawberry's generated is_type_of ignores its info: a field without a resolver passes None.
         self.is_type_of = type_.is_type_of
 
@@ -181,14 +184,14 @@ class Object(Completer):
                 return self._complete_after(run, step, path, result, is_type_of)  # type: ignore[arg-type]
             if not is_type_of:
                 raise invalid_return_type_error(self.object_type, result, step.details)
-        return execute_fields(run, self.steps, result, path)
+        return self.execute(run, self.steps, result, path)
 
     async def _complete_after(
         self, run: Run, step: Step, path: Path | None, result: Any, check: Awaitable[bool]
     ) -> Any:
         if not await check:
             raise invalid_return_type_error(self.object_type, result, step.details)
-        fields = execute_fields(run, self.steps, result, path)
+        fields = self.execute(run, self.steps, result, path)
         return await fields if is_awaitable(fields) else fields
 
 

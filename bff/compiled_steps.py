@@ -29,6 +29,7 @@ from graphql.execution.collect_fields import FieldDetailsList, collect_fields, c
 from graphql.execution.values import get_argument_values
 from strawberry.types.field import StrawberryField
 
+from bff.codegen import fields_function
 from bff.compiled_complete import (
     LEAF_PLACEHOLDER,
     Abstract,
@@ -104,11 +105,12 @@ class Step:
 class Compiler:
     """Builds steps for one plan variant, with graphql-core's field collection."""
 
-    def __init__(self, schema: strawberry.Schema) -> None:
+    def __init__(self, schema: strawberry.Schema, generate: bool = True) -> None:
         self.strawberry = schema
         self.schema: GraphQLSchema = schema._schema
+        self.generate = generate  # compile each selection to Python source (bff/codegen.py)
 
-    def root(self, run: Run) -> list[Step]:
+    def root(self, run: Run) -> Object:
         executor = run.executor
         root_type = self.schema.query_type
         assert root_type is not None
@@ -122,7 +124,7 @@ class Compiler:
         )
         if collected.new_defer_usages:
             raise Unsupported("@defer")
-        return self.steps(root_type, collected.grouped_field_set, run)
+        return self._object(root_type, self.steps(root_type, collected.grouped_field_set, run))
 
     def object(self, type_: GraphQLObjectType, details: FieldDetailsList, run: Run) -> Object:
         executor = run.executor
@@ -137,7 +139,13 @@ class Compiler:
         )
         if collected.new_defer_usages:
             raise Unsupported("@defer")
-        return Object(type_, self.steps(type_, collected.grouped_field_set, run))
+        return self._object(type_, self.steps(type_, collected.grouped_field_set, run))
+
+    def _object(self, type_: GraphQLObjectType, steps: list[Step]) -> Object:
+        completer = Object(type_, steps)
+        if self.generate:
+            completer.execute = fields_function(steps)
+        return completer
 
     def steps(
         self, parent_type: GraphQLObjectType, grouped: dict[str, FieldDetailsList], run: Run

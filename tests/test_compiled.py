@@ -1,6 +1,7 @@
 """The compiled executor answers exactly as graphql-core does: same data, same errors, same SQL cost.
 
-Every case runs both executors on the same app and database (SQLite and Postgres), each with a
+Every case runs graphql-core and the plan, both as generated source (bff/codegen.py) and as
+the step walk (bff/compiled_run.py), on the same app and database (SQLite and Postgres), each with a
 fresh Context, and compares `data` and the errors as clients see them (bff.errors.format_error).
 """
 
@@ -82,11 +83,19 @@ async def both(
     assert plan is not None
     expected = await run_core(app, document, name, variables, user)
     got = await execute_plan(plan, context(app, user), variables)
-    assert got.data == expected.data
-    if ordered:
-        assert errors_of(got) == errors_of(expected)
-    else:
-        assert sorted(map(repr, errors_of(got) or [])) == sorted(map(repr, errors_of(expected) or []))
+    # The same plan walked step by step instead of through bff/codegen.py's generated source.
+    walking = compile_operation(schema, document, name)
+    assert walking is not None
+    walking.generate = False
+    walked = await execute_plan(walking, context(app, user), variables)
+    for result in (got, walked):
+        assert result.data == expected.data
+        if ordered:
+            assert errors_of(result) == errors_of(expected)
+        else:
+            assert sorted(map(repr, errors_of(result) or [])) == sorted(
+                map(repr, errors_of(expected) or [])
+            )
     return got
 
 

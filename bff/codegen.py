@@ -1,0 +1,215 @@
+"""A plan's field sets compiled to Python source: one function per selection (graphql-jit's way).
+
+bff/compiled_run.py's `execute_fields` walks a list of steps for every object of a response:
+per field it reads which kind of step it is, calls `_execute_field`, builds a resolve info
+for every resolver, then calls `_complete_field`. Here each selection of a plan becomes one
+generated function with a `results[key] = ...` block per field, in the selection's order, in
+which that dispatch is already decided:
+
+- a plain attribute whose value is its own serialization is one attribute read and a type test;
+- `__typename` is a constant;
+- another plain attribute is read inline and completed by the step's completer;
+- a sync resolver without arguments (bff/compiled_steps.py's `DirectCall`) is called inline;
+  when it takes an `info`, it gets strawberry's Info over a `LazyResolveInfo`, which holds the
+  request's context and builds graphql-core's resolve info only if the resolver reads more
+  (list resolvers hand their fields pre-fetched values, so most never do);
+- anything else (async resolvers, arguments, abstract types) runs the generic step.
+
+What each block does on a value, an error or an awaitable is exactly `execute_fields`'s: the
+same completion, the same error handling (a non-null error propagates, pending siblings are
+settled in the background), the same concurrent gather of pending fields. Tests run every
+query of tests/test_compiled.py through both and graphql-core, and compare.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    GraphQLResolveInfo,
+    get_named_type,
+    is_abstract_type,
+    is_leaf_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.pyutils import Path
+
+from bff.compiled_complete import Leaf, NonNull, strawberry_is_type_of
+from bff.compiled_run import (
+    Run,
+    _complete_field,
+    _execute_field,
+    _field_error,
+    gather_into,
+    is_awaitable,
+)
+
+if TYPE_CHECKING:
+    from bff.compiled_steps import DirectCall, Step
+
+FieldsFunction = Callable[[Run, Any, Any, Path | None], Any]
+
+_PROLOGUE = """\
+def fields(run, _steps, src, path):
+    r = {}
+    p = None
+    try:
+"""
+_EPILOGUE = """\
+    except Exception:
+        if p:
+            run.executor.settle_in_background([r[k] for k in p])
+        raise
+    if p is None:
+        return r
+    return gather_into(r, p)
+"""
+_PENDING = """\
+{i}if is_awaitable(v):
+{i}    if p is None:
+{i}        p = [{key}]
+{i}    else:
+{i}        p.append({key})
+"""
+
+
+class LazyResolveInfo:
+    """graphql-core's resolve info for one field, built only when something reads past `context`."""
+
+    __slots__ = ("_built", "_path", "_run", "_step", "context")
+
+    def __init__(self, run: Run, step: Step, path: Path | None) -> None:
+        self._run = run
+        self._step = step
+        self._path = path
+        self._built: GraphQLResolveInfo[Any] | None = None
+        self.context = run.executor.context_value
+
+    def __getattr__(self, name: str) -> Any:
+        built = self._built
+        if built is None:
+            step = self._step
+            field_path = Path(self._path, step.key, step.parent_name)
+            built = self._built = self._run.executor.build_resolve_info(
+                step.field_def, step.nodes, step.parent_type, field_path
+            )
+        return getattr(built, name)
+
+
+def fields_function(steps: list[Step]) -> FieldsFunction:
+    """One function computing these steps' fields of a source: `execute_fields`' answer, unrolled."""
+    namespace: dict[str, Any] = {
+        "Path": Path,
+        "LazyResolveInfo": LazyResolveInfo,
+        "complete_field": _complete_field,
+        "execute_field": _execute_field,
+        "field_error": _field_error,
+        "gather_into": gather_into,
+        "is_awaitable": is_awaitable,
+    }
+    blocks = [_block(index, step, namespace) for index, step in enumerate(steps)]
+    body = "".join(blocks) if blocks else "        pass\n"
+    source = _PROLOGUE + body + _EPILOGUE
+    exec(compile(source, f"<bff.codegen {steps[0].parent_name if steps else 'empty'}>", "exec"), namespace)
+    function: FieldsFunction = namespace["fields"]
+    function.__source__ = source  # type: ignore[attr-defined]  # for debugging and the tests
+    return function
+
+
+def _block(index: int, step: Step, namespace: dict[str, Any]) -> str:
+    s = f"s{index}"
+    namespace[s] = step
+    key = repr(step.key)
+    if step.typename is not None:
+        return f"        r[{key}] = {step.typename!r}\n"
+    if step.fast is not None and _plain(step.attr):
+        namespace[f"t{index}"] = step.fast
+        return (
+            f"        try:\n"
+            f"            v = src.{step.attr}\n"
+            f"        except Exception as e:\n"
+            f"            r[{key}] = field_error(run, e, {s}, None, path)\n"
+            f"        else:\n"
+            f"            if type(v) is not t{index}:\n"
+            f"                v = complete_field(run, {s}, None, None, path, v)\n"
+            + _PENDING.format(i=" " * 16, key=key)
+            + f"            r[{key}] = v\n"
+        )
+    if _completes_without_info(step):
+        if step.attr is not None and _plain(step.attr):
+            return _inline(index, step, f"src.{step.attr}", namespace)
+        if step.direct is not None:
+            return _inline(index, step, _direct_call(index, step.direct, namespace), namespace)
+    return f"        v = r[{key}] = execute_field(run, {s}, src, path)\n" + _PENDING.format(
+        i=" " * 8, key=key
+    )
+
+
+def _inline(index: int, step: Step, expression: str, namespace: dict[str, Any]) -> str:
+    """Resolve by `expression`, then complete as `_execute_field` would, with no info to pass."""
+    s = f"s{index}"
+    key = repr(step.key)
+    lines = []
+    if not _is_leaf(step):
+        lines.append(f"        fp = Path(path, {key}, {step.parent_name!r})\n")
+        field_path = "fp"
+    else:
+        field_path = "None"
+    lines.append(
+        f"        try:\n"
+        f"            v = {expression}\n"
+        f"        except Exception as e:\n"
+        f"            r[{key}] = field_error(run, e, {s}, {field_path}, path)\n"
+        f"        else:\n"
+    )
+    fast = _leaf_fast(step)
+    if fast is not None:
+        namespace[f"t{index}"] = fast
+        lines.append(f"            if type(v) is not t{index}:\n")
+        lines.append(f"                v = complete_field(run, {s}, None, {field_path}, path, v)\n")
+        lines.append(_PENDING.format(i=" " * 16, key=key))
+    else:
+        lines.append(f"            v = complete_field(run, {s}, None, {field_path}, path, v)\n")
+        lines.append(_PENDING.format(i=" " * 12, key=key))
+    lines.append(f"            r[{key}] = v\n")
+    return "".join(lines)
+
+
+def _direct_call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
+    """The call `DirectCall.call` makes, written out: self, parent/root by name, a lazy info."""
+    resolver = direct.resolver
+    function = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver
+    namespace[f"f{index}"] = function
+    arguments = ["src"] if direct.with_self else []
+    arguments += [f"{name}=src" for name in direct.parent_names]
+    if direct.info_name is not None:
+        namespace[f"i{index}"] = direct.info_class
+        namespace[f"d{index}"] = direct.definition
+        arguments.append(
+            f"{direct.info_name}=i{index}(_raw_info=LazyResolveInfo(run, s{index}, path), _field=d{index})"
+        )
+    return f"f{index}({', '.join(arguments)})"
+
+
+def _completes_without_info(step: Step) -> bool:
+    """Leaves, and objects whose strawberry `is_type_of` ignores its info: nothing to build."""
+    named = get_named_type(step.return_type)
+    return not is_abstract_type(named) and not (is_object_type(named) and not strawberry_is_type_of(named))
+
+
+def _is_leaf(step: Step) -> bool:
+    # A leaf field's path is only built if it fails (as compiled_steps.py decides `needs_path`).
+    bare = step.return_type.of_type if is_non_null_type(step.return_type) else step.return_type
+    return is_leaf_type(bare)
+
+
+def _leaf_fast(step: Step) -> type | None:
+    completer = step.complete.inner if isinstance(step.complete, NonNull) else step.complete
+    return completer.fast if isinstance(completer, Leaf) else None
+
+
+def _plain(name: str | None) -> bool:
+    return name is not None and name.isidentifier() and not keyword.iskeyword(name)

@@ -1,0 +1,161 @@
+"""Plans as generated Python source (bff/codegen.py) answer as graphql-core does, edge cases included.
+
+tests/test_compiled.py runs the app's own queries through graphql-core, the step walk and the
+generated source; here a small schema covers what those queries do not reach: resolvers that
+read their info past `context`, fail, return null for non-null, return awaitables or values
+that need serializing, `__typename`, aliases and names that are not identifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import parse
+from strawberry.types import Info
+
+from bff.codegen import LazyResolveInfo
+from bff.compiled import compile_operation, execute_plan, execute_with_graphql_core
+from bff.compiled_complete import Object
+from bff.errors import format_error
+
+
+@strawberry.type
+class Item:
+    n: int
+    label: str
+    when: datetime
+    maybe: str | None = None
+
+    @strawberry.field
+    def doubled(self) -> int:
+        return self.n * 2
+
+    @strawberry.field
+    def where(self, info: Info[Any, None]) -> str:
+        # Reads past `context`: the lazy info builds graphql-core's own.
+        return f"{info.field_name}@{'.'.join(map(str, info.path.as_list()))}"
+
+    @strawberry.field
+    def whose(self, info: Info[Any, None]) -> str:
+        return str(info.context["owner"])
+
+    @strawberry.field
+    def fails(self) -> str | None:
+        if self.n % 2:
+            raise ValueError(f"odd {self.n}")
+        return "even"
+
+    @strawberry.field
+    def strict(self) -> str:
+        if self.n == 3:
+            raise ValueError("three")
+        return "ok"
+
+    @strawberry.field
+    def null_for_non_null(self) -> str:
+        return None  # type: ignore[return-value]
+
+    @strawberry.field
+    def later(self) -> int:
+        async def value() -> int:
+            await asyncio.sleep(0)
+            return self.n + 100
+
+        return value()  # type: ignore[return-value]
+
+    @strawberry.field
+    def child(self) -> Item | None:
+        return Item(n=self.n + 10, label=f"child of {self.n}", when=self.when) if self.n < 10 else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def items(self) -> list[Item]:
+        when = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+        return [Item(n=n, label=f"item {n}", when=when, maybe="m" if n == 1 else None) for n in range(1, 5)]
+
+
+SCHEMA = strawberry.Schema(query=Query)
+
+
+async def run_three(query: str) -> dict[str, Any]:
+    document = parse(query)
+    context = {"owner": "bff"}
+    expected = await execute_with_graphql_core(SCHEMA, document, None, context, None)
+    results = []
+    for generate in (True, False):
+        plan = compile_operation(SCHEMA, document, None)
+        assert plan is not None
+        plan.generate = generate
+        results.append(await execute_plan(plan, context, None))
+    for result in results:
+        assert result.data == expected.data
+        assert [format_error(e) for e in result.errors or []] == [
+            format_error(e) for e in expected.errors or []
+        ]
+    return {"data": expected.data, "errors": [format_error(e) for e in expected.errors or []]}
+
+
+async def test_plain_fields_resolvers_and_lazy_infos_answer_alike() -> None:
+    answer = await run_three(
+        "{ items { __typename n label when maybe doubled where whose later"
+        " also: doubled child { n where child { n } } } }"
+    )
+    first = answer["data"]["items"][0]
+    assert first["where"] == "where@items.0.where" and first["whose"] == "bff" and first["later"] == 101
+    assert first["when"] == "2026-12-06T12:00:00+00:00" and first["child"]["where"] == "where@items.0.child.where"
+
+
+async def test_field_errors_null_the_field_or_the_nearest_nullable_parent_alike() -> None:
+    answer = await run_three("{ items { n fails } }")
+    assert [e["path"] for e in answer["errors"]] == [["items", 0, "fails"], ["items", 2, "fails"]]
+    # A non-null field failing nulls its item; the list's items are non-null: the list goes.
+    answer = await run_three("{ items { n strict } }")
+    assert answer["data"] is None and [e["path"] for e in answer["errors"]] == [["items", 2, "strict"]]
+    # `child` is nullable: null for its non-null field nulls only the child.
+    answer = await run_three("{ items { n child { n nullForNonNull } } }")
+    assert answer["data"]["items"][0] == {"n": 1, "child": None}
+    assert answer["errors"][0]["path"] == ["items", 0, "child", "nullForNonNull"]
+
+
+def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> None:
+    document = parse("{ items { n label doubled whose child { n } } }")
+    plan = compile_operation(SCHEMA, document, None)
+    assert plan is not None
+    asyncio.run(execute_plan(plan, {"owner": "x"}, None))
+    root = next(iter(plan.variants.values()))
+    items = root.steps[0].complete.inner.item.inner  # type: ignore[attr-defined]
+    assert isinstance(items, Object)
+    source = items.execute.__source__  # type: ignore[attr-defined]
+    assert "src.n" in source and "src.label" in source and "src.child" not in source
+    assert "execute_field(" not in source  # no field of Item needs the generic step
+    assert "LazyResolveInfo(run" in source  # `whose` takes an info
+
+
+def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None:
+    built: list[str] = []
+
+    class Executor:
+        context_value = "context"
+
+        def build_resolve_info(self, field_def: Any, nodes: Any, parent: Any, path: Any) -> Any:
+            built.append(path.key)
+            return type("Info", (), {"path": path, "field_name": "f"})()
+
+    class StepLike:
+        key, parent_name, field_def, nodes, parent_type = "f", "T", None, [], None
+
+    info = LazyResolveInfo(type("Run", (), {"executor": Executor()})(), StepLike(), None)  # type: ignore[arg-type]
+    assert info.context == "context" and built == []
+    assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
+
+
+@pytest.mark.parametrize("key", ["class", "alias_1"])
+async def test_aliases_that_are_keywords_or_odd_names_answer_alike(key: str) -> None:
+    answer = await run_three(f"{{ items {{ {key}: label }} }}")
+    assert answer["data"]["items"][0] == {key: "item 1"}
