@@ -95,7 +95,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         await self._sub_client.aclose()
         await self._client.aclose()
 
@@ -220,7 +220,7 @@ class RedisBroker:
         async with self._lock:
             old, self._pubsub = self._pubsub, self._sub_client.pubsub()
             with contextlib.suppress(Exception):
-                await old.aclose()  # type: ignore[no-untyped-call]
+                await old.aclose()
             channels = self.hub.channels()
             if channels:
                 await self._pubsub.subscribe(*channels)
