@@ -108,7 +108,10 @@ async def test_plain_fields_resolvers_and_lazy_infos_answer_alike() -> None:
     )
     first = answer["data"]["items"][0]
     assert first["where"] == "where@items.0.where" and first["whose"] == "bff" and first["later"] == 101
-    assert first["when"] == "2026-12-06T12:00:00+00:00" and first["child"]["where"] == "where@items.0.child.where"
+    assert (
+        first["when"] == "2026-12-06T12:00:00+00:00"
+        and first["child"]["where"] == "where@items.0.child.where"
+    )
 
 
 async def test_field_errors_null_the_field_or_the_nearest_nullable_parent_alike() -> None:
