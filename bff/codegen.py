@@ -36,19 +36,24 @@ from graphql import (
     is_object_type,
 )
 from graphql.pyutils import Path
+from graphql.type.scalars import serialize_int
 
-from bff.compiled_complete import Leaf, NonNull, strawberry_is_type_of
+from bff.compiled_complete import Completer, Leaf, NonNull, Object, strawberry_is_type_of
 from bff.compiled_run import (
     Run,
     _complete_field,
     _execute_field,
     _field_error,
+    await_completed,
     gather_into,
     is_awaitable,
 )
 
 if TYPE_CHECKING:
     from bff.compiled_steps import DirectCall, Step
+
+# Types a completed value has when it is not awaitable: tested before calling is_awaitable.
+_DONE = frozenset({dict, list, str, int, float, bool, type(None)})
 
 FieldsFunction = Callable[[Run, Any, Any, Path | None], Any]
 
@@ -68,7 +73,7 @@ _EPILOGUE = """\
     return gather_into(r, p)
 """
 _PENDING = """\
-{i}if is_awaitable(v):
+{i}if type(v) not in done and is_awaitable(v):
 {i}    if p is None:
 {i}        p = [{key}]
 {i}    else:
@@ -104,7 +109,9 @@ def fields_function(steps: list[Step]) -> FieldsFunction:
     namespace: dict[str, Any] = {
         "Path": Path,
         "LazyResolveInfo": LazyResolveInfo,
+        "await_completed": await_completed,
         "complete_field": _complete_field,
+        "done": _DONE,
         "execute_field": _execute_field,
         "field_error": _field_error,
         "gather_into": gather_into,
@@ -165,17 +172,49 @@ def _inline(index: int, step: Step, expression: str, namespace: dict[str, Any]) 
         f"            r[{key}] = field_error(run, e, {s}, {field_path}, path)\n"
         f"        else:\n"
     )
-    fast = _leaf_fast(step)
-    if fast is not None:
-        namespace[f"t{index}"] = fast
-        lines.append(f"            if type(v) is not t{index}:\n")
-        lines.append(f"                v = complete_field(run, {s}, None, {field_path}, path, v)\n")
+    generic = f"complete_field(run, {s}, None, {field_path}, path, v)"
+    completer = step.complete.inner if isinstance(step.complete, NonNull) else step.complete
+    test = _leaf_test(index, completer, namespace)
+    if test is not None:
+        lines.append(f"            if not ({test}):\n")
+        lines.append(f"                v = {generic}\n")
         lines.append(_PENDING.format(i=" " * 16, key=key))
+    elif isinstance(completer, Object) and completer.origin is not None:
+        # A value of the object's own class: its fields' function directly, as complete_field,
+        # NonNull.complete, Object.complete and complete_object would get there.
+        namespace[f"c{index}"] = completer.origin
+        namespace[f"o{index}"] = completer
+        namespace[f"x{index}"] = completer.execute
+        lines.append(
+            f"            if type(v) is c{index} and o{index}.accepts(v, None):\n"
+            f"                try:\n"
+            f"                    v = x{index}(run, None, v, fp)\n"
+            f"                except Exception as e:\n"
+            f"                    v = field_error(run, e, {s}, fp, path)\n"
+            f"                else:\n"
+            f"                    if type(v) is not dict and is_awaitable(v):\n"
+            f"                        v = await_completed(run, {s}, {s}.complete, fp, v)\n"
+            + _PENDING.format(i=" " * 24, key=key)
+            + f"            else:\n"
+            f"                v = {generic}\n" + _PENDING.format(i=" " * 16, key=key)
+        )
     else:
-        lines.append(f"            v = complete_field(run, {s}, None, {field_path}, path, v)\n")
+        lines.append(f"            v = {generic}\n")
         lines.append(_PENDING.format(i=" " * 12, key=key))
     lines.append(f"            r[{key}] = v\n")
     return "".join(lines)
+
+
+def _leaf_test(index: int, completer: Completer, namespace: dict[str, Any]) -> str | None:
+    """A test on `v` that holds when the leaf's serialization is `v` itself."""
+    if not isinstance(completer, Leaf):
+        return None
+    if completer.fast is not None:
+        namespace[f"t{index}"] = completer.fast
+        return f"type(v) is t{index}"
+    if completer.coerce is serialize_int:  # graphql-core's Int: a 32-bit int is returned as is
+        return "type(v) is int and -2147483648 <= v <= 2147483647"
+    return None
 
 
 def _direct_call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
@@ -204,11 +243,6 @@ def _is_leaf(step: Step) -> bool:
     # A leaf field's path is only built if it fails (as compiled_steps.py decides `needs_path`).
     bare = step.return_type.of_type if is_non_null_type(step.return_type) else step.return_type
     return is_leaf_type(bare)
-
-
-def _leaf_fast(step: Step) -> type | None:
-    completer = step.complete.inner if isinstance(step.complete, NonNull) else step.complete
-    return completer.fast if isinstance(completer, Leaf) else None
 
 
 def _plain(name: str | None) -> bool:

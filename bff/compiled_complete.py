@@ -80,6 +80,13 @@ class Leaf(Completer):
 LEAF_PLACEHOLDER = Leaf(GraphQLString)
 
 
+class _NoClass:
+    """No value is of this type: the fast branches compare `type(value) is` a class or this."""
+
+
+_NO_CLASS: Any = _NoClass
+
+
 class NonNull(Completer):
     __slots__ = ("inner", "message", "type")
 
@@ -125,6 +132,10 @@ class ListOf(Completer):
         self, run: Run, step: Step, info: Any, path: Path | None, items: Iterable[Any]
     ) -> Any:
         item = self.item
+        # Items of one strawberry class (a page of edges, a leaderboard) go straight to the
+        # object's fields: what NonNull.complete, Object.complete and complete_object would do.
+        objects: Any = item.inner if isinstance(item, NonNull) else item
+        origin = objects.origin if isinstance(objects, Object) else _NO_CLASS
         completed: list[Any] = []
         pending: list[int] = []
         iterator = iter(items)
@@ -132,7 +143,18 @@ class ListOf(Completer):
         try:
             for value in iterator:
                 item_path = Path(path, index, None)
-                if is_awaitable(value):
+                if type(value) is origin and objects.accepts(value, info):
+                    try:
+                        done = objects.execute(run, objects.steps, value, item_path)
+                        if is_awaitable(done):
+                            completed.append(await_completed(run, step, item, item_path, done))
+                            pending.append(index)
+                        else:
+                            completed.append(done)
+                    except Exception as raw_error:
+                        handle_field_error(run, raw_error, item.type, step, item_path)
+                        completed.append(None)
+                elif is_awaitable(value):
                     completed.append(complete_awaitable(run, step, item, info, item_path, value))
                     pending.append(index)
                 else:
@@ -159,7 +181,7 @@ class ListOf(Completer):
 
 
 class Object(Completer):
-    __slots__ = ("execute", "is_type_of", "object_type", "steps", "type")
+    __slots__ = ("execute", "is_type_of", "object_type", "origin", "steps", "type")
 
     def __init__(self, type_: GraphQLObjectType, steps: list[Step]) -> None:
         self.type = self.object_type = type_
@@ -169,6 +191,13 @@ class Object(Completer):
         self.execute: Callable[[Run, Any, Any, Path | None], Any] = execute_fields
         # strawberry's generated is_type_of ignores its info: a field without a resolver passes None.
         self.is_type_of = type_.is_type_of
+        definition = type_.extensions.get("strawberry-definition")
+        self.origin: type | None = getattr(definition, "origin", None)  # the class strawberry maps
+
+    def accepts(self, result: Any, info: Any) -> bool:
+        """`is_type_of` for a value that is neither None, an exception nor an awaitable."""
+        is_type_of = self.is_type_of
+        return is_type_of is None or is_type_of(result, info) is True
 
     def complete(self, run: Run, step: Step, info: Any, path: Path | None, result: Any) -> Any:
         if isinstance(result, Exception):
