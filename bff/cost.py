@@ -108,12 +108,42 @@ class CostPlan:
     fragments: dict[str, SelectionPlan]
     variable_defaults: dict[str, Any]
     max_page_size: int
+    # Costs already evaluated, by the variables' values: a screen sends the same few all day.
+    known: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
     def evaluate(self, variables: dict[str, Any] | None, cap: int) -> int:
         values = dict(self.variable_defaults)
         if variables:
             values.update(variables)
-        return _Evaluation(self, values, cap).selection(self.root, None)
+        key = _known_key(values, cap)
+        if key is not None:
+            known = self.known.get(key)
+            if known is not None:
+                return known
+        total = _Evaluation(self, values, cap).selection(self.root, None)
+        if key is not None:
+            if len(self.known) >= _KNOWN_MAX:
+                self.known.clear()
+            self.known[key] = total
+        return total
+
+
+_KNOWN_MAX = 256  # distinct variable sets remembered per operation
+_KNOWN_TYPES = frozenset({int, str, bool, float, type(None)})
+
+
+def _known_key(values: dict[str, Any], cap: int) -> tuple[Any, ...] | None:
+    """A key for a few short scalar variables (typed: 1 and true differ), else None: not kept."""
+    if len(values) > 8:
+        return None
+    items = []
+    for name, value in values.items():
+        kind = type(value)
+        if kind not in _KNOWN_TYPES or (kind is str and len(value) > 64):
+            return None
+        items.append((name, kind.__name__, value))
+    items.sort()
+    return (cap, *items)
 
 
 class _Evaluation:

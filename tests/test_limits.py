@@ -216,6 +216,19 @@ def test_cost_reads_variables_then_their_defaults_then_the_argument_default() ->
     assert cost_of("query Q($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["1"] * 40}) == 1 + 40
 
 
+def test_a_kept_cost_is_only_reused_for_the_same_variables() -> None:
+    settings = load_settings(database_url="sqlite:///unused.db")
+    query = 'query Q($n: Int, $g: ID! = "1") { leaderboard(gameId: $g, first: $n) { rank } }'
+    prepared = DocumentCache(schema._schema, settings).prepare(query)
+    for _ in range(2):  # the second round answers from what the first kept
+        assert prepared.cost("Q", {"n": 5}) == 1 + 5
+        assert prepared.cost("Q", {"n": 7}) == 1 + 7
+        assert prepared.cost("Q", {"n": True}) == 1 + 10  # not 1: typed keys
+        assert prepared.cost("Q", {"n": 5, "g": "2"}) == 1 + 5
+        assert prepared.cost("Q", {"n": [5]}) == 1 + 10  # a list: evaluated, never kept
+    assert len(prepared.costs["Q"].known) == 4
+
+
 def test_cost_of_hostile_documents_stays_bounded() -> None:
     # fragments spreading each other twice (2^60 paths) are walked once each
     fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(60))
