@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
@@ -52,6 +53,18 @@ INVALIDATIONS = Counter(
 ERRORS = Counter(
     "bff_cache_redis_errors_total", "Redis cache commands that failed (served as misses)", ["op"]
 )
+
+
+@functools.cache
+def _requests(namespace: str, layer: str, result: str) -> Counter:
+    """The labelled child of REQUESTS, looked up once: `labels()` costs a lock and a tuple per call."""
+    return REQUESTS.labels(namespace, layer, result)
+
+
+@functools.cache
+def _loads(namespace: str) -> Counter:
+    return LOADS.labels(namespace)
+
 
 REDIS_TIMEOUT_SECONDS = 1.0
 VERSION_TTL_SECONDS = 86_400  # far beyond any fetch: a version never expires under a fetch in flight
@@ -107,7 +120,8 @@ class Cache:
         self._redis_ttl = redis_ttl_seconds
         self.rankings = rankings  # leaderboards as Redis sorted sets (with Redis only)
         self._origin = uuid.uuid4().hex
-        self._inflight: dict[tuple[str, Hashable], asyncio.Future[Any]] = {}
+        # Single-flight: each key being fetched -> the future of its whole batch's values.
+        self._inflight: dict[tuple[str, Hashable], asyncio.Future[dict[Any, Any]]] = {}
         self._fill = redis.register_script(_FILL) if redis is not None else None
         self._listener: asyncio.Task[None] | None = None
 
@@ -205,15 +219,9 @@ class Cache:
         """What the in-process layer holds of `keys` right now: no waiting, no fetch (hits counted)."""
         if not self.enabled:
             return {}
-        name = namespace.name
-        get = self.local.get
-        found: dict[K, V] = {}
-        for key in keys:
-            hit, value = get((name, key))
-            if hit:
-                found[key] = value
+        found: dict[K, V] = self.local.get_many(namespace.name, keys)
         if found:
-            REQUESTS.labels(name, "local", "hit").inc(len(found))
+            _requests(namespace.name, "local", "hit").inc(len(found))
         return found
 
     async def get_many(
@@ -228,26 +236,31 @@ class Cache:
         name = namespace.name
         unique = dict.fromkeys(keys)
         found = self.held(namespace, unique)
-        waiting: dict[K, asyncio.Future[Any]] = {}
+        if len(found) == len(unique):
+            return found
+        inflight = self._inflight
+        # Keys someone else is fetching, by their fetch: one wait per fetch, not per key.
+        waiting: dict[asyncio.Future[dict[Any, Any]], list[K]] = {}
         mine: list[K] = []
         for key in unique:
             if key in found:
                 continue
-            if (name, key) in self._inflight:
-                waiting[key] = self._inflight[(name, key)]
-            else:
+            fetch = inflight.get((name, key))
+            if fetch is None:
                 mine.append(key)
-        if waiting or mine:
-            REQUESTS.labels(name, "local", "miss").inc(len(waiting) + len(mine))
+            else:
+                waiting.setdefault(fetch, []).append(key)
+        _requests(name, "local", "miss").inc(len(unique) - len(found))
         if mine:
             found.update(await self._fetch(namespace, mine, load))
-        for key, future in waiting.items():
+        for fetch, wanted in waiting.items():
             try:
-                value = await asyncio.shield(future)
+                values = await asyncio.shield(fetch)
             except _Abandoned:
-                value = (await load([key])).get(key, _MISSING)
-            if value is not _MISSING:
-                found[key] = value
+                values = await load(wanted)  # read for ourselves, not cached: the fetch failed
+            for key in wanted:
+                if key in values:
+                    found[key] = values[key]
         return found
 
     async def _fetch(
@@ -255,23 +268,21 @@ class Cache:
     ) -> dict[K, V]:
         """Fetch `keys` for everyone in this process who misses them meanwhile."""
         name = namespace.name
-        loop = asyncio.get_running_loop()
-        futures: dict[K, asyncio.Future[Any]] = {}
+        inflight = self._inflight
+        batch: asyncio.Future[dict[Any, Any]] = asyncio.get_running_loop().create_future()  # one per fetch
         for key in keys:
-            future = loop.create_future()
-            future.add_done_callback(_retrieve)
-            futures[key] = self._inflight[(name, key)] = future
+            inflight[(name, key)] = batch
         try:
             values = await self._fetch_from_layers(namespace, keys, load)
-            for key, future in futures.items():
-                future.set_result(values.get(key, _MISSING))
+            batch.set_result(values)  # waiters read their keys from it and never change it
             return values
         finally:
-            for key, future in futures.items():
-                if not future.done():
-                    future.set_exception(_Abandoned())
-                if self._inflight.get((name, key)) is future:
-                    del self._inflight[(name, key)]
+            if not batch.done():
+                batch.set_exception(_Abandoned())
+                batch.exception()  # retrieved: nobody may be waiting, and asyncio would log it
+            for key in keys:
+                if inflight.get((name, key)) is batch:
+                    del inflight[(name, key)]
 
     async def _fetch_from_layers(
         self, namespace: Namespace[V], keys: list[K], load: Callable[[list[K]], Awaitable[dict[K, V]]]
@@ -300,14 +311,14 @@ class Cache:
                         self.local.set((name, key), values[key], since)
                 hits = len(values)
                 if hits:
-                    REQUESTS.labels(name, "redis", "hit").inc(hits)
+                    _requests(name, "redis", "hit").inc(hits)
                 if hits < len(keys):
-                    REQUESTS.labels(name, "redis", "miss").inc(len(keys) - hits)
+                    _requests(name, "redis", "miss").inc(len(keys) - hits)
         missing = [k for k in keys if k not in values]
         if not missing:
             return values
         loaded = await load(missing)
-        LOADS.labels(name).inc(len(missing))
+        _loads(name).inc(len(missing))
         for key, value in loaded.items():
             values[key] = value
             self.local.set((name, key), value, since)
@@ -366,11 +377,4 @@ class Cache:
         return redis_key + ":v"
 
 
-_MISSING: Any = object()
 NO_CACHE = Cache()  # the disabled cache: contexts built without Services read the database
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # Nobody may be waiting: keep asyncio from logging "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()

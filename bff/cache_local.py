@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +29,27 @@ class LocalLayer:
             return False, None
         self._entries.move_to_end(key)
         return True, entry[1]
+
+    def get_many(self, namespace: str, keys: Iterable[Hashable]) -> dict[Any, Any]:
+        """The live values of `keys` in `namespace`, each hit made the most recently used.
+
+        One clock read for the whole list (a page's keys are looked up within microseconds of
+        each other), not one per key as `get` does.
+        """
+        entries = self._entries
+        now = time.monotonic()
+        found: dict[Any, Any] = {}
+        for key in keys:
+            full = (namespace, key)
+            entry = entries.get(full)
+            if entry is None:
+                continue
+            if entry[0] <= now:
+                del entries[full]
+                continue
+            entries.move_to_end(full)
+            found[key] = entry[1]
+        return found
 
     def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
         """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""

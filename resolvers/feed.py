@@ -44,6 +44,15 @@ FROM ({page}) page
 ORDER BY page.created_at DESC, page.id DESC
 """
 
+# The four statements, built once: (Postgres?, after a cursor?) -> SQL.
+_STATEMENTS = {
+    (pg, after): _WITH_LIKED.format(
+        page=(_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
+    )
+    for pg in (True, False)
+    for after in (True, False)
+}
+
 
 @dataclass(slots=True)
 class FeedPage:
@@ -52,15 +61,14 @@ class FeedPage:
 
 
 async def list_feed(ctx: Context, viewer_id: int, first: int, after: tuple[datetime, int] | None) -> FeedPage:
-    pg = ctx.db.dialect == "postgresql"
-    page = (_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
-    sql = _WITH_LIKED.format(page=page)
+    sql = _STATEMENTS[ctx.db.dialect == "postgresql", after is not None]
     values: dict[str, object] = {"viewer": viewer_id, "n": first + 1}
     if after:
         values["after_ts"], values["after_id"] = after
-    async with ctx.loaders.gate.list_fetch():
+    with ctx.loaders.gate.list_fetch():
         rows = await ctx.db.fetch_all(sql, values)
+    page = rows[:first]
     liked = ctx.loaders.viewer_liked_by_post_id
-    for row in rows[:first]:
+    for row in page:
         liked.prime(row["id"], bool(row["liked"]))
-    return FeedPage([PostRow.from_db(r) for r in rows[:first]], has_next_page=len(rows) > first)
+    return FeedPage([PostRow.from_db(r) for r in page], has_next_page=len(rows) > first)

@@ -11,10 +11,9 @@ delays: list statements never wait on loaders, so nothing can deadlock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from functools import cached_property
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Mapping, Sequence
+from functools import cached_property, partial
+from typing import Any, Generic, Self, TypeVar
 
 import orjson
 from aiodataloader import DataLoader, Loader, dispatch_queue
@@ -33,16 +32,27 @@ class FetchGate:
         self._waiting: list[DataLoader[Any, Any]] = []
         self._flush_scheduled = False
 
-    @asynccontextmanager
-    async def list_fetch(self) -> AsyncIterator[None]:
-        """Wrap a list statement whose rows will feed loaders."""
+    def list_fetch(self) -> FetchGate:
+        """Wrap a list statement whose rows will feed loaders: `with gate.list_fetch(): ...`.
+
+        A plain context manager (entering and leaving never wait, so no coroutine is needed);
+        `async with` works too.
+        """
+        return self
+
+    def __enter__(self) -> None:
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._waiting:
-                self._schedule()
+
+    def __exit__(self, *exc: object) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._waiting:
+            self._schedule()
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
 
     def hold(self, loader: DataLoader[Any, Any]) -> None:
         self._waiting.append(loader)
@@ -69,7 +79,12 @@ class FetchGate:
 
 
 class GatedLoader(DataLoader[K, V]):
-    """A DataLoader whose batches are dispatched by the request's FetchGate."""
+    """A DataLoader whose batches are dispatched by the request's FetchGate.
+
+    What is already known is answered without a batch: values this request primed (the feed
+    page's `viewerHasLiked`) and, for cached kinds, what the process's cache layer holds. Keys
+    are their own cache keys (no `get_cache_key`).
+    """
 
     def __init__(
         self,
@@ -80,28 +95,110 @@ class GatedLoader(DataLoader[K, V]):
         super().__init__(batch_load_fn=batch_fn, loop=asyncio.get_running_loop())
         self._gate = gate
         self._held = held  # what the process's cache holds right now, without waiting
+        # Primed values, kept plain: aiodataloader's `prime` makes a future per key, and a page's
+        # keys are then awaited through a gather of them (a callback and a loop hop per key).
+        self._primed: dict[K, V] = {}
 
     def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
         self._queue.append(Loader(key=key, future=future))
         if len(self._queue) == 1:
             self._gate.hold(self)
 
-    async def load_all(self, keys: Sequence[K]) -> list[V]:
+    def prime(self, key: K, value: V) -> Self:
+        """As DataLoader.prime (a key already loaded or primed keeps its value), without a future."""
+        if key not in self._primed and key not in self._cache:
+            self._primed[key] = value
+        return self
+
+    def clear(self, key: K) -> Self:
+        self._primed.pop(key, None)
+        return super().clear(key)
+
+    def clear_all(self) -> Self:
+        self._primed.clear()
+        return super().clear_all()
+
+    def load(self, key: K) -> asyncio.Future[V]:
+        """One key: settled at once when primed or held (no batch, no Task), else batched."""
+        future: asyncio.Future[V] | None = self._cache.get(key)
+        if future is not None:
+            return future
+        known = self._known((key,))
+        if key not in known:
+            return super().load(key)
+        future = self.loop.create_future()
+        future.set_result(known[key])
+        self._cache[key] = future  # later loads of this request see the same value, as after a batch
+        return future
+
+    def load_all(self, keys: Sequence[K]) -> Awaitable[list[V]]:
         """The values of a whole list of keys (a page's authors, counts…), in order.
 
-        Keys the in-process cache layer holds are answered from it directly: a warm page costs
-        no future per key (aiodataloader makes one per `load`); only the rest joins the batch.
+        Not a coroutine function: the keys not known yet are enqueued by the call itself, so lists
+        started one after the other before the first await join one batch per loader (no Task is
+        needed to start them side by side). A list that is all known is answered without a
+        future: aiodataloader makes one per `load`.
         """
-        if not keys:
-            return []
-        if self._held is None:
-            return list(await self.load_many(keys))
-        held = self._held(keys)
-        missing = [k for k in keys if k not in held] if held else list(keys)
+        known = self._known(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in known))
         if not missing:
-            return [held[k] for k in keys]
-        loaded = dict(zip(missing, await self.load_many(missing), strict=True))
-        return [held[k] if k in held else loaded[k] for k in keys]
+            return _Ready([known[k] for k in keys])
+        loads = asyncio.gather(*[DataLoader.load(self, k) for k in missing])
+        loads.add_done_callback(_retrieved)
+        return _Merged(keys, known, missing, loads)
+
+    def _known(self, keys: Sequence[K]) -> dict[K, V]:
+        """What this request primed and what the process's cache layer holds of `keys`: no waiting."""
+        primed = self._primed
+        found = {k: primed[k] for k in keys if k in primed} if primed else {}
+        if self._held is not None:
+            rest = [k for k in keys if k not in found] if found else keys
+            if rest:
+                found.update(self._held(rest))
+        return found
+
+
+class _Ready(Generic[V]):
+    """An awaitable whose value is already there: awaiting it never suspends and makes no future."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: V) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, V]:
+        return self._value
+        yield  # never reached: it makes this a generator, which returns at its first step
+
+
+class _Merged(Generic[K, V]):
+    """A list's values once the batch of its missing keys is in.
+
+    An awaitable object, not a coroutine: a caller that fails on an earlier list and never
+    awaits this one leaves no "coroutine was never awaited" behind.
+    """
+
+    __slots__ = ("_keys", "_known", "_loads", "_missing")
+
+    def __init__(
+        self, keys: Sequence[K], known: dict[K, V], missing: list[K], loads: asyncio.Future[list[V]]
+    ) -> None:
+        self._keys = keys
+        self._known = known
+        self._missing = missing
+        self._loads = loads
+
+    def __await__(self) -> Generator[Any, None, list[V]]:
+        loaded = yield from self._loads.__await__()
+        known = self._known
+        known.update(zip(self._missing, loaded, strict=True))
+        return [known[k] for k in self._keys]
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # A list nobody awaits any more (its caller failed first) must not log "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 # Hot, shared reads kept in the process's cache (bff/cache.py). Every write to what they copy
@@ -129,7 +226,9 @@ class Loaders:
     @cached_property
     def user_by_id(self) -> GatedLoader[int, UserRow | None]:
         held = self._held(USERS)  # UserRow values, as the loader's UserRow | None
-        return GatedLoader[int, UserRow | None](self.gate, self._users, held)
+        # Not `GatedLoader[int, UserRow | None](...)`: calling a subscripted generic costs ~2 µs.
+        loader: GatedLoader[int, UserRow | None] = GatedLoader(self.gate, self._users, held)
+        return loader
 
     @cached_property
     def post_by_id(self) -> GatedLoader[int, PostRow | None]:
@@ -165,12 +264,7 @@ class Loaders:
         return GatedLoader(self.gate, self._rooms_of_users)
 
     def _held(self, namespace: Namespace[V]) -> Callable[[Sequence[int]], Mapping[int, V]]:
-        cache = self.cache
-
-        def held(keys: Sequence[int]) -> dict[int, V]:
-            return cache.held(namespace, keys)
-
-        return held
+        return partial(self.cache.held, namespace)
 
     async def _users(self, ids: list[int]) -> list[UserRow | None]:
         found = await self.cache.get_many(USERS, ids, self._users_from_db)

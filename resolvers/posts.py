@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-
 from bff.errors import BffError, ErrorCode
 from resolvers.context import Context
 from resolvers.loaders import LIKE_COUNTS
@@ -13,28 +10,23 @@ from resolvers.users import require_writer
 
 
 async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bool) -> list[PostView]:
-    """Attach what the selection asked for, one batched load per kind for the whole page."""
-    ids = [p.id for p in posts]
-    none: list[None] = [None] * len(posts)
-    want_stats: Awaitable[list[PostStats] | list[None]] = _stats(ctx, ids) if stats else _nothing(none)
-    want_authors: Awaitable[list[UserRow | None] | list[None]] = (
-        ctx.loaders.user_by_id.load_all([p.author_id for p in posts]) if author else _nothing(none)
-    )
-    stats_list, authors = await asyncio.gather(want_stats, want_authors)
-    return [PostView(p, s, a) for p, s, a in zip(posts, stats_list, authors, strict=True)]
+    """Attach what the selection asked for, one batched load per kind for the whole page.
 
-
-async def _nothing(none: list[None]) -> list[None]:
-    return none
-
-
-async def _stats(ctx: Context, ids: list[int]) -> list[PostStats]:
-    """Like counts from the shared cache; the viewer's likes as the feed page primed them."""
+    Every list is started before the first await: keys nobody holds are enqueued together and
+    join one batch per loader, with no Task; lists already known are answered without waiting.
+    """
     loaders = ctx.loaders
-    counts, liked = await asyncio.gather(
-        loaders.like_count_by_post_id.load_all(ids), loaders.viewer_liked_by_post_id.load_all(ids)
+    ids = [p.id for p in posts]
+    counts = loaders.like_count_by_post_id.load_all(ids) if stats else None
+    liked = loaders.viewer_liked_by_post_id.load_all(ids) if stats else None
+    authors = loaders.user_by_id.load_all([p.author_id for p in posts]) if author else None
+    stats_list = (
+        [PostStats(c, v) for c, v in zip(await counts, await liked, strict=True)]
+        if counts is not None and liked is not None
+        else [None] * len(posts)
     )
-    return [PostStats(c, v) for c, v in zip(counts, liked, strict=True)]
+    author_list = await authors if authors is not None else [None] * len(posts)
+    return [PostView(p, s, a) for p, s, a in zip(posts, stats_list, author_list, strict=True)]
 
 
 async def get_post(ctx: Context, post_id: int) -> PostRow:

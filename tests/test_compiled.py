@@ -93,9 +93,7 @@ async def both(
         if ordered:
             assert errors_of(result) == errors_of(expected)
         else:
-            assert sorted(map(repr, errors_of(result) or [])) == sorted(
-                map(repr, errors_of(expected) or [])
-            )
+            assert sorted(map(repr, errors_of(result) or [])) == sorted(map(repr, errors_of(expected) or []))
     return got
 
 
