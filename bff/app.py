@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from bff import heap
 from bff.compression import CompressionMiddleware
 from bff.config import Settings, load_settings
 from bff.drain import Drain
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         drain.install()
+        heap.freeze_startup_objects()
         log.info("started", database=services.db.dialect, broker=services.broker.name, env=settings.bff_env)
         try:
             yield
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.draining = True
             await http.close()
             await services.close()
+            heap.thaw()
             log.info("stopped")
 
     app = Starlette(
