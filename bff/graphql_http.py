@@ -364,6 +364,7 @@ class GraphQLHTTP:
                 with_data=False,
             )
         finally:
+            context.drop_loaders()  # no reference cycle left for the collector to find
             current_counter.reset(token)
             state["sql_statements"] = counter.count
             REQUEST_SECONDS.labels(operation_label(name), kind.value).observe(time.perf_counter() - started)

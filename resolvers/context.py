@@ -42,8 +42,11 @@ class Context:
         self._loaders = loaders
 
     def drop_loaders(self) -> None:
-        """Forget what the loaders hold (a socket's context, once its subscription is authorised)."""
-        self._loaders = None
+        """Forget what the loaders hold (a request that is answered; a socket's context, once its
+        subscription is authorised)."""
+        if self._loaders is not None:
+            self._loaders.close()
+            self._loaders = None
 
     def set_viewer(self, viewer: Viewer | None) -> None:
         """WebSockets learn the viewer at connection_init, after the context exists."""

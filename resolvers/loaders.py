@@ -222,6 +222,13 @@ class Loaders:
         self.cache = cache
         self.gate = FetchGate()
 
+    def close(self) -> None:
+        """Drop the loaders made so far: each holds a bound method of this object (a reference
+        cycle), which refcounting alone would never free; after a request, the cyclic collector
+        need not find them. A loader used again afterwards is simply made anew."""
+        for name in [n for n, v in vars(self).items() if isinstance(v, DataLoader)]:
+            del self.__dict__[name]
+
     # Created on first use: most requests touch two or three of them.
     @cached_property
     def user_by_id(self) -> GatedLoader[int, UserRow | None]:
