@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
+
+TTL_JITTER = 0.2
 
 
 class LocalLayer:
@@ -57,7 +60,10 @@ class LocalLayer:
             return
         if self._invalidated.get(key, -float("inf")) >= fetched_since:
             return
-        self._entries[key] = (time.monotonic() + self.ttl, value)
+        # A lifetime between 80% and 100% of the TTL: what one burst filled (a warm-up, a
+        # restart) does not all expire in the same second and miss together.
+        lifetime = self.ttl * (1.0 - TTL_JITTER * random.random())
+        self._entries[key] = (time.monotonic() + lifetime, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -8,6 +8,7 @@ key. No database: the batch functions here count their calls.
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 
 from bff.cache import Cache, Namespace
@@ -179,3 +180,13 @@ def test_local_get_many_drops_expired_entries_and_refreshes_hits() -> None:
     expired.set(("n", 1), 10, -1.0)
     assert expired.get_many("n", [1]) == {}
     assert len(expired) == 0
+
+
+def test_local_entries_expire_between_80_and_100_percent_of_the_ttl() -> None:
+    layer = LocalLayer(1_000, 10)
+    started = time.monotonic()
+    for key in range(500):
+        layer.set(("n", key), key, started)
+    expiries = [entry[0] - started for entry in layer._entries.values()]
+    assert all(8.0 <= e <= 10.0 + 0.5 for e in expiries)
+    assert max(expiries) - min(expiries) > 1.0  # spread, not all at once
