@@ -27,6 +27,7 @@ import keyword
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import strawberry
 from graphql import (
     GraphQLResolveInfo,
     get_named_type,
@@ -35,8 +36,13 @@ from graphql import (
     is_non_null_type,
     is_object_type,
 )
+from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from graphql.type.scalars import serialize_int
+from strawberry.relay.types import GlobalID
+from strawberry.types.arguments import _is_leaf_type
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
+from strawberry.types.field import StrawberryField
 
 from bff.compiled_complete import Completer, Leaf, NonNull, Object, strawberry_is_type_of
 from bff.compiled_run import (
@@ -104,6 +110,91 @@ class LazyResolveInfo:
         return getattr(built, name)
 
 
+class ResolverCall:
+    """A resolver with arguments (or an async one), called as strawberry's wrapper would call it.
+
+    Only for arguments whose values strawberry hands over unchanged (what its own `_is_leaf_type`
+    says: scalars, IDs, enums, and their optional forms; not lists, which it copies, `GlobalID`,
+    `Maybe` or input types) and fields without extensions or exception handlers: then the wrapper's work is
+    renaming the arguments to their Python names and adding `self`, `parent`/`root` and the info,
+    which is what `__call__` does, with a `LazyResolveInfo`.
+    """
+
+    __slots__ = (
+        "definition",
+        "function",
+        "info_class",
+        "info_name",
+        "names",
+        "parent_names",
+        "step",
+        "with_self",
+    )
+
+    def __init__(
+        self, step: Step, definition: StrawberryField, info_class: type[Any], names: dict[str, str]
+    ) -> None:
+        resolver = definition.base_resolver
+        assert resolver is not None
+        self.step = step
+        self.definition = definition
+        self.function = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver
+        self.info_class = info_class
+        self.with_self = resolver.self_parameter is not None
+        self.parent_names = tuple(
+            p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None
+        )
+        self.info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+        self.names = names  # GraphQL argument name -> the resolver's parameter name
+
+    def __call__(self, run: Run, source: Any, path: Path | None) -> Any:
+        step = self.step
+        arguments = step.args
+        if arguments is None:  # they read variables: coerced per request, as graphql-core does
+            executor = run.executor
+            arguments = get_argument_values(
+                step.field_def, step.node, executor.variable_values, None, executor.hide_suggestions
+            )
+        names = self.names
+        kwargs = {names[name]: value for name, value in arguments.items()}
+        for name in self.parent_names:
+            kwargs[name] = source
+        if self.info_name is not None:
+            kwargs[self.info_name] = self.info_class(
+                _raw_info=LazyResolveInfo(run, step, path), _field=self.definition
+            )
+        return self.function(source, **kwargs) if self.with_self else self.function(**kwargs)
+
+
+def resolver_call(
+    schema: strawberry.Schema, step: Step, definition: Any, resolve: Any
+) -> ResolverCall | None:
+    """A `ResolverCall` for this step's resolver, or None when strawberry's wrapper must run it."""
+    if not (
+        isinstance(definition, StrawberryField)
+        and definition.base_resolver is not None
+        and not definition.extensions
+        and getattr(resolve, "__name__", "") in ("_resolver", "_async_resolver")
+        and not schema.schema_converter._exception_handler_specs
+        and len(definition.arguments) == len(step.field_def.args)
+    ):
+        return None
+    registry = schema.schema_converter.scalar_registry
+    for argument in definition.arguments:
+        kind = argument.type
+        if isinstance(kind, StrawberryMaybe):
+            return None
+        if isinstance(kind, StrawberryOptional):
+            kind = kind.of_type
+        if kind is GlobalID or not _is_leaf_type(kind, registry, skip_classes=(GlobalID,)):
+            return None
+    convert = schema.config.name_converter
+    names = {convert.get_graphql_name(a): a.python_name for a in definition.arguments}
+    if set(names) != set(step.field_def.args):
+        return None
+    return ResolverCall(step, definition, schema.config.info_class, names)
+
+
 def fields_function(steps: list[Step]) -> FieldsFunction:
     """One function computing these steps' fields of a source: `execute_fields`' answer, unrolled."""
     namespace: dict[str, Any] = {
@@ -150,6 +241,9 @@ def _block(index: int, step: Step, namespace: dict[str, Any]) -> str:
             return _inline(index, step, f"src.{step.attr}", namespace)
         if step.direct is not None:
             return _inline(index, step, _direct_call(index, step.direct, namespace), namespace)
+        if step.call is not None:
+            namespace[f"f{index}"] = step.call
+            return _inline(index, step, f"f{index}(run, src, path)", namespace)
     return f"        v = r[{key}] = execute_field(run, {s}, src, path)\n" + _PENDING.format(
         i=" " * 8, key=key
     )

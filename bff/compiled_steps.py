@@ -29,7 +29,7 @@ from graphql.execution.collect_fields import FieldDetailsList, collect_fields, c
 from graphql.execution.values import get_argument_values
 from strawberry.types.field import StrawberryField
 
-from bff.codegen import fields_function
+from bff.codegen import ResolverCall, fields_function, resolver_call
 from bff.compiled_complete import (
     LEAF_PLACEHOLDER,
     Abstract,
@@ -58,6 +58,7 @@ class Step:
     __slots__ = (
         "args",
         "attr",
+        "call",
         "complete",
         "details",
         "direct",
@@ -93,6 +94,7 @@ class Step:
         self.resolve: Callable[..., Any] | None = None
         self.args: dict[str, Any] | None = None  # None: coerced per call (they read variables)
         self.direct: DirectCall | None = None  # strawberry's resolver, called without its wrapper
+        self.call: ResolverCall | None = None  # the same with arguments: generated source only
         self.fast: type | None = None  # set when the attribute's value is its own serialization
         self.needs_info = False
         self.needs_path = False
@@ -185,6 +187,8 @@ class Compiler:
                 step.resolve = resolve or run.executor.field_resolver
                 step.direct = _direct_call(self.strawberry, definition, field_def, resolve)
                 step.needs_info = True
+                if step.direct is None:
+                    step.call = resolver_call(self.strawberry, step, definition, resolve)
                 if field_def.args or step.node.arguments:
                     step.args = _static_args(field_def, step.node, run)
                 else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -21,6 +22,12 @@ from bff.codegen import LazyResolveInfo
 from bff.compiled import compile_operation, execute_plan, execute_with_graphql_core
 from bff.compiled_complete import Object
 from bff.errors import format_error
+
+
+@strawberry.enum
+class Color(Enum):
+    RED = "red"
+    BLUE = "blue"
 
 
 @strawberry.type
@@ -66,6 +73,23 @@ class Item:
             return self.n + 100
 
         return value()  # type: ignore[return-value]
+
+    @strawberry.field
+    def scaled(self, by: int = 2, extra_amount: int | None = None) -> int:
+        return self.n * by + (extra_amount or 0)
+
+    @strawberry.field
+    async def tagged(self, info: Info[Any, None], tag: str | None = None) -> str:
+        await asyncio.sleep(0)
+        return f"{tag}:{self.n}:{info.context['owner']}:{info.path.key}"
+
+    @strawberry.field
+    def summed(self, values: list[int]) -> int:  # a list: strawberry copies it, left to it
+        return self.n + sum(values)
+
+    @strawberry.field
+    def shade(self, color: Color) -> str:  # an enum: graphql-core already made it a member
+        return f"{color.value}-{self.n}"
 
     @strawberry.field
     def child(self) -> Item | None:
@@ -162,3 +186,26 @@ def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None
 async def test_aliases_that_are_keywords_or_odd_names_answer_alike(key: str) -> None:
     answer = await run_three(f"{{ items {{ {key}: label }} }}")
     assert answer["data"]["items"][0] == {key: "item 1"}
+
+
+async def test_resolvers_with_arguments_answer_alike_called_directly_or_by_strawberry() -> None:
+    answer = await run_three(
+        'query { items { scaled a: scaled(by: 3) b: scaled(extraAmount: 1) tagged t: tagged(tag: "x")'
+        " summed(values: [1, 2]) shade(color: BLUE) } }"
+    )
+    first = answer["data"]["items"][0]
+    assert first["scaled"] == 2 and first["a"] == 3 and first["b"] == 3
+    assert first["tagged"] == "None:1:bff:tagged" and first["t"] == "x:1:bff:t"
+    assert first["summed"] == 4 and first["shade"] == "blue-1"
+
+
+def test_only_arguments_strawberry_hands_over_unchanged_are_called_directly() -> None:
+    document = parse('{ items { scaled tagged(tag: "x") summed(values: [1]) shade(color: RED) } }')
+    plan = compile_operation(SCHEMA, document, None)
+    assert plan is not None
+    asyncio.run(execute_plan(plan, {"owner": "x"}, None))
+    root = next(iter(plan.variants.values()))
+    items = root.steps[0].complete.inner.item.inner  # type: ignore[attr-defined]
+    calls = {step.key: step.call is not None for step in items.steps}
+    assert calls == {"scaled": True, "tagged": True, "summed": False, "shade": True}
+    assert items.execute.__source__.count("execute_field(") == 1
