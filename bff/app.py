@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.http = http  # the GraphQL-over-HTTP view, for operators' and tests' inspection
     app.state.draining = False
     # Outermost last: request ids and access logs see every answer, CORS headers go on
     # compressed and uncompressed answers alike, WebSocket traffic passes all three untouched.

@@ -953,9 +953,7 @@ def test_totals_and_memory(harness: Harness) -> None:
     print(f"fuzz: 400 more requests kept {added / 2**20:.2f} MB")
     assert added < MAX_TRACED_GROWTH_BYTES, f"400 requests kept {added >> 20} MB: an unbounded cache?"
     # Each in-process store, at or below its bound.
-    http = next(
-        o for o in gc.get_objects() if isinstance(o, GraphQLHTTP) and o.services is harness.app.state.services
-    )
+    http: GraphQLHTTP = harness.app.state.http
     size = harness.settings.document_cache_size
     assert len(http.documents._cache) <= size
     assert http.plans is not None and len(http.plans._plans) <= size
