@@ -143,23 +143,15 @@ class ListOf(Completer):
         try:
             for value in iterator:
                 item_path = Path(path, index, None)
-                if type(value) is origin and objects.accepts(value, info):
-                    try:
-                        done = objects.execute(run, objects.steps, value, item_path)
-                        if is_awaitable(done):
-                            completed.append(await_completed(run, step, item, item_path, done))
-                            pending.append(index)
-                        else:
-                            completed.append(done)
-                    except Exception as raw_error:
-                        handle_field_error(run, raw_error, item.type, step, item_path)
-                        completed.append(None)
-                elif is_awaitable(value):
+                if type(value) is not origin and is_awaitable(value):
                     completed.append(complete_awaitable(run, step, item, info, item_path, value))
                     pending.append(index)
                 else:
                     try:
-                        done = item.complete(run, step, info, item_path, value)
+                        if type(value) is origin and objects.accepts(value, info):
+                            done = objects.execute(run, objects.steps, value, item_path)
+                        else:
+                            done = item.complete(run, step, info, item_path, value)
                         if is_awaitable(done):
                             completed.append(await_completed(run, step, item, item_path, done))
                             pending.append(index)

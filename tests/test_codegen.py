@@ -150,14 +150,19 @@ async def test_field_errors_null_the_field_or_the_nearest_nullable_parent_alike(
     assert answer["errors"][0]["path"] == ["items", 0, "child", "nullForNonNull"]
 
 
-def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> None:
-    document = parse("{ items { n label doubled whose child { n } } }")
-    plan = compile_operation(SCHEMA, document, None)
+def items_plan(query: str) -> Object:
+    """The compiled `Item` selection of `{ items { … } }`, after one run."""
+    plan = compile_operation(SCHEMA, parse(query), None)
     assert plan is not None
     asyncio.run(execute_plan(plan, {"owner": "x"}, None))
     root = next(iter(plan.variants.values()))
     items = root.steps[0].complete.inner.item.inner  # type: ignore[attr-defined]
     assert isinstance(items, Object)
+    return items
+
+
+def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> None:
+    items = items_plan("{ items { n label doubled whose child { n } } }")
     source = items.execute.__source__  # type: ignore[attr-defined]
     assert "src.n" in source and "src.label" in source and "src.child" not in source
     assert "execute_field(" not in source  # no field of Item needs the generic step
@@ -200,12 +205,7 @@ async def test_resolvers_with_arguments_answer_alike_called_directly_or_by_straw
 
 
 def test_only_arguments_strawberry_hands_over_unchanged_are_called_directly() -> None:
-    document = parse('{ items { scaled tagged(tag: "x") summed(values: [1]) shade(color: RED) } }')
-    plan = compile_operation(SCHEMA, document, None)
-    assert plan is not None
-    asyncio.run(execute_plan(plan, {"owner": "x"}, None))
-    root = next(iter(plan.variants.values()))
-    items = root.steps[0].complete.inner.item.inner  # type: ignore[attr-defined]
+    items = items_plan('{ items { scaled tagged(tag: "x") summed(values: [1]) shade(color: RED) } }')
     calls = {step.key: step.call is not None for step in items.steps}
     assert calls == {"scaled": True, "tagged": True, "summed": False, "shade": True}
     assert items.execute.__source__.count("execute_field(") == 1
