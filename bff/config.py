@@ -32,7 +32,11 @@ class Settings(BaseSettings):
         "sqlite:///./bff.db", description="postgresql://… for Postgres; sqlite:///path for the embedded file"
     )
     db_pool_min: int = Field(2, ge=1, description="Postgres pool: connections opened at start")
-    db_pool_max: int = Field(10, ge=1, description="Postgres pool: maximum connections")
+    db_pool_max: int = Field(
+        20,
+        ge=1,
+        description="Postgres pool: maximum connections (per worker: keep workers x this below max_connections)",
+    )
     db_statement_timeout_ms: int = Field(
         5000, ge=0, description="Postgres statement_timeout for every connection (0 = off)"
     )
