@@ -6,14 +6,16 @@ for every resolver, then calls `_complete_field`. Here each selection of a plan 
 generated function with a `results[key] = ...` block per field, in the selection's order, in
 which that dispatch is already decided:
 
-- a plain attribute whose value is its own serialization is one attribute read and a type test;
 - `__typename` is a constant;
-- another plain attribute is read inline and completed by the step's completer;
+- a plain attribute is read inline: a leaf whose value is its own serialization (str, bool, a
+  32-bit int) is kept after a type test, anything else is completed by the step's completer;
 - a sync resolver without arguments (bff/compiled_steps.py's `DirectCall`) is called inline;
   when it takes an `info`, it gets strawberry's Info over a `LazyResolveInfo`, which holds the
   request's context and builds graphql-core's resolve info only if the resolver reads more
   (list resolvers hand their fields pre-fetched values, so most never do);
-- anything else (async resolvers, arguments, abstract types) runs the generic step.
+- a resolver with arguments, or an async one, is called the same way (`ResolverCall`) when
+  strawberry would hand its arguments over unchanged;
+- anything else (abstract types, extensions, other arguments) runs the generic step.
 
 What each block does on a value, an error or an awaitable is exactly `execute_fields`'s: the
 same completion, the same error handling (a non-null error propagates, pending siblings are
@@ -27,7 +29,6 @@ import keyword
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import strawberry
 from graphql import (
     GraphQLResolveInfo,
     get_named_type,
@@ -39,10 +40,6 @@ from graphql import (
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from graphql.type.scalars import serialize_int
-from strawberry.relay.types import GlobalID
-from strawberry.types.arguments import _is_leaf_type
-from strawberry.types.base import StrawberryMaybe, StrawberryOptional
-from strawberry.types.field import StrawberryField
 
 from bff.compiled_complete import Completer, Leaf, NonNull, Object, strawberry_is_type_of
 from bff.compiled_run import (
@@ -115,36 +112,16 @@ class ResolverCall:
 
     Only for arguments whose values strawberry hands over unchanged (what its own `_is_leaf_type`
     says: scalars, IDs, enums, and their optional forms; not lists, which it copies, `GlobalID`,
-    `Maybe` or input types) and fields without extensions or exception handlers: then the wrapper's work is
-    renaming the arguments to their Python names and adding `self`, `parent`/`root` and the info,
-    which is what `__call__` does, with a `LazyResolveInfo`.
+    `Maybe` or input types) and fields without extensions or exception handlers (decided by
+    bff/compiled_steps.py): then the wrapper's work is renaming the arguments to their Python
+    names and adding what `DirectCall` adds (`self`, `parent`/`root`, the info, here lazy).
     """
 
-    __slots__ = (
-        "definition",
-        "function",
-        "info_class",
-        "info_name",
-        "names",
-        "parent_names",
-        "step",
-        "with_self",
-    )
+    __slots__ = ("direct", "names", "step")
 
-    def __init__(
-        self, step: Step, definition: StrawberryField, info_class: type[Any], names: dict[str, str]
-    ) -> None:
-        resolver = definition.base_resolver
-        assert resolver is not None
+    def __init__(self, step: Step, direct: DirectCall, names: dict[str, str]) -> None:
         self.step = step
-        self.definition = definition
-        self.function = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver
-        self.info_class = info_class
-        self.with_self = resolver.self_parameter is not None
-        self.parent_names = tuple(
-            p.name for p in (resolver.parent_parameter, resolver.root_parameter) if p is not None
-        )
-        self.info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+        self.direct = direct
         self.names = names  # GraphQL argument name -> the resolver's parameter name
 
     def __call__(self, run: Run, source: Any, path: Path | None) -> Any:
@@ -157,42 +134,14 @@ class ResolverCall:
             )
         names = self.names
         kwargs = {names[name]: value for name, value in arguments.items()}
-        for name in self.parent_names:
+        direct = self.direct
+        for name in direct.parent_names:
             kwargs[name] = source
-        if self.info_name is not None:
-            kwargs[self.info_name] = self.info_class(
-                _raw_info=LazyResolveInfo(run, step, path), _field=self.definition
+        if direct.info_name is not None:
+            kwargs[direct.info_name] = direct.info_class(
+                _raw_info=LazyResolveInfo(run, step, path), _field=direct.definition
             )
-        return self.function(source, **kwargs) if self.with_self else self.function(**kwargs)
-
-
-def resolver_call(
-    schema: strawberry.Schema, step: Step, definition: Any, resolve: Any
-) -> ResolverCall | None:
-    """A `ResolverCall` for this step's resolver, or None when strawberry's wrapper must run it."""
-    if not (
-        isinstance(definition, StrawberryField)
-        and definition.base_resolver is not None
-        and not definition.extensions
-        and getattr(resolve, "__name__", "") in ("_resolver", "_async_resolver")
-        and not schema.schema_converter._exception_handler_specs
-        and len(definition.arguments) == len(step.field_def.args)
-    ):
-        return None
-    registry = schema.schema_converter.scalar_registry
-    for argument in definition.arguments:
-        kind = argument.type
-        if isinstance(kind, StrawberryMaybe):
-            return None
-        if isinstance(kind, StrawberryOptional):
-            kind = kind.of_type
-        if kind is GlobalID or not _is_leaf_type(kind, registry, skip_classes=(GlobalID,)):
-            return None
-    convert = schema.config.name_converter
-    names = {convert.get_graphql_name(a): a.python_name for a in definition.arguments}
-    if set(names) != set(step.field_def.args):
-        return None
-    return ResolverCall(step, definition, schema.config.info_class, names)
+        return direct.function(source, **kwargs) if direct.with_self else direct.function(**kwargs)
 
 
 def fields_function(steps: list[Step]) -> FieldsFunction:
@@ -223,19 +172,6 @@ def _block(index: int, step: Step, namespace: dict[str, Any]) -> str:
     key = repr(step.key)
     if step.typename is not None:
         return f"        r[{key}] = {step.typename!r}\n"
-    if step.fast is not None and _plain(step.attr):
-        namespace[f"t{index}"] = step.fast
-        return (
-            f"        try:\n"
-            f"            v = src.{step.attr}\n"
-            f"        except Exception as e:\n"
-            f"            r[{key}] = field_error(run, e, {s}, None, path)\n"
-            f"        else:\n"
-            f"            if type(v) is not t{index}:\n"
-            f"                v = complete_field(run, {s}, None, None, path, v)\n"
-            + _PENDING.format(i=" " * 16, key=key)
-            + f"            r[{key}] = v\n"
-        )
     if _completes_without_info(step):
         if step.attr is not None and _plain(step.attr):
             return _inline(index, step, f"src.{step.attr}", namespace)
@@ -313,9 +249,7 @@ def _leaf_test(index: int, completer: Completer, namespace: dict[str, Any]) -> s
 
 def _direct_call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
     """The call `DirectCall.call` makes, written out: self, parent/root by name, a lazy info."""
-    resolver = direct.resolver
-    function = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver
-    namespace[f"f{index}"] = function
+    namespace[f"f{index}"] = direct.function
     arguments = ["src"] if direct.with_self else []
     arguments += [f"{name}=src" for name in direct.parent_names]
     if direct.info_name is not None:

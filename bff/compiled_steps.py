@@ -27,9 +27,12 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList, collect_fields, collect_subfields
 from graphql.execution.values import get_argument_values
+from strawberry.relay.types import GlobalID
+from strawberry.types.arguments import _is_leaf_type
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
-from bff.codegen import ResolverCall, fields_function, resolver_call
+from bff.codegen import ResolverCall, fields_function
 from bff.compiled_complete import (
     LEAF_PLACEHOLDER,
     Abstract,
@@ -188,7 +191,7 @@ class Compiler:
                 step.direct = _direct_call(self.strawberry, definition, field_def, resolve)
                 step.needs_info = True
                 if step.direct is None:
-                    step.call = resolver_call(self.strawberry, step, definition, resolve)
+                    step.call = _resolver_call(self.strawberry, step, definition, resolve)
                 if field_def.args or step.node.arguments:
                     step.args = _static_args(field_def, step.node, run)
                 else:
@@ -226,13 +229,14 @@ class DirectCall:
     the source as `self`, `parent`/`root` by name, a strawberry Info over graphql-core's.
     """
 
-    __slots__ = ("definition", "info_class", "info_name", "parent_names", "resolver", "with_self")
+    __slots__ = ("definition", "function", "info_class", "info_name", "parent_names", "with_self")
 
     def __init__(self, definition: StrawberryField, info_class: type[Any]) -> None:
         resolver = definition.base_resolver
         assert resolver is not None
         self.definition = definition
-        self.resolver = resolver
+        # What StrawberryResolver.__call__ calls (it refuses an uncallable one itself).
+        self.function = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver
         self.info_class = info_class
         self.with_self = resolver.self_parameter is not None
         self.parent_names = tuple(
@@ -244,24 +248,55 @@ class DirectCall:
         kwargs = dict.fromkeys(self.parent_names, source)
         if self.info_name is not None:
             kwargs[self.info_name] = self.info_class(_raw_info=raw_info, _field=self.definition)
-        return self.resolver(source, **kwargs) if self.with_self else self.resolver(**kwargs)
+        return self.function(source, **kwargs) if self.with_self else self.function(**kwargs)
+
+
+def _wrapped_only(schema: strawberry.Schema, definition: Any, resolve: Any) -> bool:
+    """A strawberry resolver whose wrapper adds nothing but arguments and the info: no field
+    extensions, no exception handlers, strawberry's own wrapper as graphql-core's resolve."""
+    return (
+        isinstance(definition, StrawberryField)
+        and definition.base_resolver is not None
+        and not definition.extensions
+        and getattr(resolve, "__name__", "") in ("_resolver", "_async_resolver")
+        and not schema.schema_converter._exception_handler_specs
+    )
 
 
 def _direct_call(
     schema: strawberry.Schema, definition: Any, field_def: GraphQLField, resolve: Any
 ) -> DirectCall | None:
     if (
-        isinstance(definition, StrawberryField)
-        and definition.base_resolver is not None
+        _wrapped_only(schema, definition, resolve)
         and not definition.is_async
-        and not definition.extensions
         and not definition.arguments
         and not field_def.args
-        and getattr(resolve, "__name__", "") == "_resolver"
-        and not schema.schema_converter._exception_handler_specs
     ):
         return DirectCall(definition, schema.config.info_class)
     return None
+
+
+def _resolver_call(
+    schema: strawberry.Schema, step: Step, definition: Any, resolve: Any
+) -> ResolverCall | None:
+    """For the generated source: a resolver with arguments (or an async one) called directly, when
+    strawberry would hand its arguments over unchanged (see ResolverCall)."""
+    if not _wrapped_only(schema, definition, resolve):
+        return None
+    registry = schema.schema_converter.scalar_registry
+    for argument in definition.arguments:
+        kind = argument.type
+        if isinstance(kind, StrawberryMaybe):
+            return None
+        if isinstance(kind, StrawberryOptional):
+            kind = kind.of_type
+        if kind is GlobalID or not _is_leaf_type(kind, registry, skip_classes=(GlobalID,)):
+            return None
+    convert = schema.config.name_converter
+    names = {convert.get_graphql_name(a): a.python_name for a in definition.arguments}
+    if set(names) != set(step.field_def.args):
+        return None
+    return ResolverCall(step, DirectCall(definition, schema.config.info_class), names)
 
 
 def _static_args(field_def: GraphQLField, node: FieldNode, run: Run) -> dict[str, Any] | None:
