@@ -23,21 +23,11 @@ class LocalLayer:
         self._invalidated: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
         self._cleared_at = -float("inf")
 
-    def get(self, key: tuple[str, Hashable]) -> tuple[bool, Any]:
-        entry = self._entries.get(key)
-        if entry is None:
-            return False, None
-        if entry[0] <= time.monotonic():
-            del self._entries[key]
-            return False, None
-        self._entries.move_to_end(key)
-        return True, entry[1]
-
     def get_many(self, namespace: str, keys: Iterable[Hashable]) -> dict[Any, Any]:
         """The live values of `keys` in `namespace`, each hit made the most recently used.
 
-        One clock read for the whole list (a page's keys are looked up within microseconds of
-        each other), not one per key as `get` does.
+        One clock read for the whole list: a page's keys are looked up within microseconds of
+        each other.
         """
         entries = self._entries
         now = time.monotonic()
