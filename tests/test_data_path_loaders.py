@@ -11,16 +11,10 @@ import asyncio
 import time
 from functools import partial
 
-from bff.cache import Cache, Namespace
+from bff.cache import Cache
 from bff.cache_local import LocalLayer
-from realtime.memory import MemoryBroker
 from resolvers.loaders import FetchGate, GatedLoader
-
-COUNTS: Namespace[int] = Namespace("test", lambda n: str(n).encode(), lambda b: int(b))
-
-
-def local_cache(max_entries: int = 100, ttl: float = 60) -> Cache:
-    return Cache(enabled=True, local=LocalLayer(max_entries, ttl), broker=MemoryBroker())
+from tests.test_cache import COUNTS, local_cache
 
 
 class Batches:
