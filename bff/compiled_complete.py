@@ -4,6 +4,7 @@ decided once per step when the plan is compiled (bff/compiled_steps.py).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from graphql import (
 from graphql.execution.executor import collect_iterator_awaitables, invalid_return_type_error
 from graphql.pyutils import Path, inspect, is_iterable
 from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
+from strawberry.schema.types.base_scalars import isoformat as strawberry_isoformat
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
 from bff.compiled_run import (
     Run,
@@ -30,6 +33,7 @@ from bff.compiled_run import (
     gather_into,
     handle_field_error,
     is_awaitable,
+    new_tuple,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +44,11 @@ _UNCHANGED: dict[Any, type] = {
     serialize_string: str,
     serialize_id: str,
     serialize_boolean: bool,
+}
+# Serializers known to return a string for values of exactly these types: strawberry's Date,
+# DateTime and Time scalars serialize with `methodcaller("isoformat")`.
+_CONVERTS: dict[Any, frozenset[type]] = {
+    strawberry_isoformat: frozenset({datetime.datetime, datetime.date, datetime.time}),
 }
 
 
@@ -53,13 +62,15 @@ class Completer:
 
 
 class Leaf(Completer):
-    __slots__ = ("coerce", "fast", "type")
+    __slots__ = ("coerce", "converts", "fast", "type")
 
     def __init__(self, type_: GraphQLLeafType) -> None:
         self.type = type_
         self.coerce = type_.coerce_output_value
         # graphql-core's serializers return a value of exactly these types unchanged.
         self.fast: type | None = _UNCHANGED.get(self.coerce)
+        # Types this serializer turns into a string without fail: generated code calls it alone.
+        self.converts: frozenset[type] = _CONVERTS.get(self.coerce, frozenset())
 
     def complete(self, run: Run, step: Step, info: Any, path: Path | None, result: Any) -> Any:
         if type(result) is self.fast:
@@ -142,17 +153,17 @@ class ListOf(Completer):
         index = 0
         try:
             for value in iterator:
-                item_path = Path(path, index, None)
+                item_path = new_tuple(Path, (path, index, None))
                 if type(value) is not origin and is_awaitable(value):
                     completed.append(complete_awaitable(run, step, item, info, item_path, value))
                     pending.append(index)
                 else:
                     try:
-                        if type(value) is origin and objects.accepts(value, info):
+                        if type(value) is origin and objects.takes_exact(value, info):
                             done = objects.execute(run, objects.steps, value, item_path)
                         else:
                             done = item.complete(run, step, info, item_path, value)
-                        if is_awaitable(done):
+                        if type(done) is not dict and is_awaitable(done):
                             completed.append(await_completed(run, step, item, item_path, done))
                             pending.append(index)
                         else:
@@ -173,7 +184,7 @@ class ListOf(Completer):
 
 
 class Object(Completer):
-    __slots__ = ("execute", "is_type_of", "object_type", "origin", "steps", "type")
+    __slots__ = ("exact", "execute", "is_type_of", "object_type", "origin", "steps", "type")
 
     def __init__(self, type_: GraphQLObjectType, steps: list[Step]) -> None:
         self.type = self.object_type = type_
@@ -185,11 +196,30 @@ class Object(Completer):
         self.is_type_of = type_.is_type_of
         definition = type_.extensions.get("strawberry-definition")
         self.origin: type | None = getattr(definition, "origin", None)  # the class strawberry maps
+        # What `is_type_of` says of a value of exactly `origin`, known without calling it:
+        # "yes" with none, "yes unless strawberry.cast marked it as another type" with the one
+        # strawberry generates for a type with interfaces (not a generic's specialization).
+        self.exact = (
+            "yes"
+            if self.is_type_of is None
+            else "uncast"
+            if strawberry_is_type_of(type_) and getattr(definition, "concrete_of", None) is None
+            else "ask"
+        )
 
     def accepts(self, result: Any, info: Any) -> bool:
         """`is_type_of` for a value that is neither None, an exception nor an awaitable."""
         is_type_of = self.is_type_of
         return is_type_of is None or is_type_of(result, info) is True
+
+    def takes_exact(self, result: Any, info: Any) -> bool:
+        """`accepts` for a value of exactly `origin`: without a call when the answer is known."""
+        exact = self.exact
+        if exact == "yes":
+            return True
+        if exact == "uncast":
+            return getattr(result, TYPE_CAST_ATTRIBUTE, None) is None or self.accepts(result, info)
+        return self.accepts(result, info)
 
     def complete(self, run: Run, step: Step, info: Any, path: Path | None, result: Any) -> Any:
         if isinstance(result, Exception):

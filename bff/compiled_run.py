@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 is_awaitable = optimized_is_awaitable  # one name for the plan modules
 
 
+# `new_tuple(Path, (prev, key, typename))` is `Path(prev, key, typename)` without the
+# NamedTuple's Python-level `__new__`: a response builds one per object field and list item.
+new_tuple = tuple.__new__
+
+
+def path_to(prev: Path | None, key: str | int, typename: str | None) -> Path:
+    return new_tuple(Path, (prev, key, typename))
+
+
 # -- executing -----------------------------------------------------------------------------
 
 
@@ -75,7 +84,7 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
 
 
 def _execute_field(run: Run, step: Step, source: Any, path: Path | None) -> Any:
-    field_path = Path(path, step.key, step.parent_name) if step.needs_path else None
+    field_path = path_to(path, step.key, step.parent_name) if step.needs_path else None
     info: Any = None
     try:
         if step.needs_info:
@@ -104,7 +113,7 @@ def _complete_field(
 ) -> Any:
     if is_awaitable(result):
         if field_path is None:
-            field_path = Path(path, step.key, step.parent_name)
+            field_path = path_to(path, step.key, step.parent_name)
         return complete_awaitable(run, step, step.complete, info, field_path, result)
     try:
         completed = step.complete.complete(run, step, info, field_path, result)
@@ -112,7 +121,7 @@ def _complete_field(
         return _field_error(run, raw_error, step, field_path, path)
     if is_awaitable(completed):
         if field_path is None:
-            field_path = Path(path, step.key, step.parent_name)
+            field_path = path_to(path, step.key, step.parent_name)
         return await_completed(run, step, step.complete, field_path, completed)
     return completed
 
@@ -122,7 +131,7 @@ def _field_error(
 ) -> Any:
     """None in place of the failed value, or the located error when the field is non-null."""
     if field_path is None:
-        field_path = Path(path, step.key, step.parent_name)
+        field_path = path_to(path, step.key, step.parent_name)
     handle_field_error(run, raw_error, step.return_type, step, field_path)
     return None
 

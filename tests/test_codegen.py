@@ -9,16 +9,17 @@ that need serializing, `__typename`, aliases and names that are not identifiers.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
 import pytest
 import strawberry
 from graphql import parse
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from bff.codegen import LazyResolveInfo
+from bff.codegen import LazyInfo, LazyResolveInfo
 from bff.compiled import compile_operation, execute_plan, execute_with_graphql_core
 from bff.compiled_complete import Object
 from bff.errors import format_error
@@ -28,6 +29,21 @@ from bff.errors import format_error
 class Color(Enum):
     RED = "red"
     BLUE = "blue"
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Tag(Named):
+    pass
+
+
+@strawberry.type
+class Label(Named):
+    pass
 
 
 @strawberry.type
@@ -92,6 +108,17 @@ class Item:
         return f"{color.value}-{self.n}"
 
     @strawberry.field
+    def stamp(self) -> datetime | None:
+        # A datetime, a date (isoformat too), and a value DateTime cannot serialize: an error.
+        return {1: self.when, 2: date(2026, 12, 6), 3: "yesterday"}.get(self.n)  # type: ignore[return-value]
+
+    @strawberry.field
+    def tag(self) -> Tag | None:
+        tag = Tag(name=f"t{self.n}")
+        # Of class Tag, but cast as a Label: strawberry's is_type_of for Tag says no.
+        return strawberry.cast(Label, tag) if self.n == 2 else tag
+
+    @strawberry.field
     def child(self) -> Item | None:
         return Item(n=self.n + 10, label=f"child of {self.n}", when=self.when) if self.n < 10 else None
 
@@ -107,13 +134,13 @@ class Query:
 SCHEMA = strawberry.Schema(query=Query)
 
 
-async def run_three(query: str) -> dict[str, Any]:
+async def run_three(query: str, schema: strawberry.Schema = SCHEMA) -> dict[str, Any]:
     document = parse(query)
     context = {"owner": "bff"}
-    expected = await execute_with_graphql_core(SCHEMA, document, None, context, None)
+    expected = await execute_with_graphql_core(schema, document, None, context, None)
     results = []
     for generate in (True, False):
-        plan = compile_operation(SCHEMA, document, None)
+        plan = compile_operation(schema, document, None)
         assert plan is not None
         plan.generate = generate
         results.append(await execute_plan(plan, context, None))
@@ -166,7 +193,7 @@ def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> N
     source = items.execute.__source__  # type: ignore[attr-defined]
     assert "src.n" in source and "src.label" in source and "src.child" not in source
     assert "execute_field(" not in source  # no field of Item needs the generic step
-    assert "LazyResolveInfo(run" in source  # `whose` takes an info
+    assert "LazyInfo(run" in source  # `whose` takes an info: strawberry's, made lazy in one object
 
 
 def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None:
@@ -185,6 +212,76 @@ def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None
     info = LazyResolveInfo(type("Run", (), {"executor": Executor()})(), StepLike(), None)  # type: ignore[arg-type]
     assert info.context == "context" and built == []
     assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
+
+
+def test_a_lazy_info_is_strawberrys_info_and_builds_the_raw_one_once_when_read() -> None:
+    built: list[str] = []
+
+    class Executor:
+        context_value = "context"
+
+        def build_resolve_info(self, field_def: Any, nodes: Any, parent: Any, path: Any) -> Any:
+            built.append(path.key)
+            return type("Raw", (), {"path": path, "field_name": "f", "context": "raw"})()
+
+    class StepLike:
+        key, parent_name, field_def, nodes, parent_type = "f", "T", None, [], None
+
+    run = type("Run", (), {"executor": Executor()})()
+    info = LazyInfo(run, StepLike(), None, field="definition")  # type: ignore[arg-type]
+    assert isinstance(info, Info) and info.context == "context" and built == []
+    assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
+    assert info._raw_info.field_name == "f" and built == ["f"]  # built once
+    with pytest.raises(AttributeError):
+        info.not_an_attribute  # noqa: B018
+
+
+class OwnInfo(Info):  # type: ignore[type-arg]
+    @property
+    def owner(self) -> str:
+        return str(self.context["owner"])
+
+
+@strawberry.type
+class OwnInfoQuery:
+    @strawberry.field
+    def owner(self, info: OwnInfo) -> str:
+        return info.owner + ":" + info.field_name
+
+
+async def test_a_schemas_own_info_class_is_built_as_strawberry_builds_it() -> None:
+    schema = strawberry.Schema(query=OwnInfoQuery, config=StrawberryConfig(info_class=OwnInfo))
+    answer = await run_three("{ owner }", schema)
+    assert answer["data"] == {"owner": "bff:owner"}
+    plan = compile_operation(schema, parse("{ owner }"), None)
+    assert plan is not None
+    await execute_plan(plan, {"owner": "bff"}, None)
+    source = next(iter(plan.variants.values())).execute.__source__  # type: ignore[attr-defined]
+    assert "LazyResolveInfo(run" in source and "LazyInfo(run" not in source
+
+
+def test_leaves_serialized_without_the_generic_completion_answer_alike() -> None:
+    answer = asyncio.run(run_three("{ items { n stamp } }"))
+    assert [i["stamp"] for i in answer["data"]["items"]] == [
+        "2026-12-06T12:00:00+00:00",
+        "2026-12-06",
+        None,
+        None,
+    ]
+    assert [e["path"] for e in answer["errors"]] == [["items", 2, "stamp"]]
+    assert "in t" in items_plan("{ items { stamp } }").execute.__source__  # type: ignore[attr-defined]
+
+
+def test_an_object_cast_as_another_type_is_refused_as_strawberry_refuses_it() -> None:
+    answer = asyncio.run(run_three("{ items { n tag { name } } }"))
+    assert [i["tag"] for i in answer["data"]["items"]] == [
+        {"name": "t1"},
+        None,
+        {"name": "t3"},
+        {"name": "t4"},
+    ]
+    assert [e["path"] for e in answer["errors"]] == [["items", 1, "tag"]]
+    assert "getattr(v, CAST, None)" in items_plan("{ items { tag { name } } }").execute.__source__  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("key", ["class", "alias_1"])
