@@ -241,11 +241,16 @@ async def main(args: argparse.Namespace) -> None:
             f"app with the projection (estimate): {projected:.3f} ms -> {1000 / projected:.0f} req/s per core"
         )
         if args.calls:
-            await print_calls(runs["rows"], args.calls, args.viewers)
+            for label, run in runs.items():
+                await print_calls(label, run, args.calls, args.viewers)
 
 
-async def print_calls(run: Execute, n: int, viewers: int) -> None:
-    """Python function calls per Home on the `rows` path (its data path): a count, not a time."""
+async def print_calls(label: str, run: Execute, n: int, viewers: int) -> None:
+    """Function calls (Python and C, as cProfile counts them) per Home: a count, not a time.
+
+    On the `rows` path that is the data path; `compiled` adds the plan's execution, `app` the
+    HTTP layer (uvicorn excepted). Deterministic, so it compares commits on a noisy machine.
+    """
     profile = cProfile.Profile()
     profile.enable()
     for i in range(n):
@@ -254,7 +259,7 @@ async def print_calls(run: Execute, n: int, viewers: int) -> None:
     stats = pstats.Stats(profile)
     calls = stats.total_calls  # type: ignore[attr-defined]
     futures = sum(v[1] for k, v in stats.stats.items() if k[2] == "create_future")  # type: ignore[attr-defined]
-    print(f"rows path: {calls / n:,.0f} function calls, {futures / n:.0f} futures per Home ({n} Homes)")
+    print(f"{label} path: {calls / n:,.0f} function calls, {futures / n:.0f} futures per Home ({n} Homes)")
 
 
 def parse_args() -> argparse.Namespace:

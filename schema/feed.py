@@ -10,7 +10,7 @@ from strawberry.types import Info
 from resolvers.context import Context
 from resolvers.rows import PostRow, PostView
 from schema.node import Node
-from schema.relay import encode_feed_cursor, to_global_id
+from schema.relay import encode_feed_cursor, memoized_global_id
 from schema.users import User, then
 
 
@@ -26,7 +26,7 @@ class Post(Node):
     @classmethod
     def from_row(cls, row: PostRow, view: PostView | None = None) -> Post:
         return cls(
-            id=strawberry.ID(to_global_id("Post", row.id)),
+            id=strawberry.ID(memoized_global_id("Post", row.id)),
             body=row.body,
             created_at=row.created_at,
             pk=row.id,

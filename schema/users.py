@@ -12,7 +12,7 @@ from resolvers import users as user_resolvers
 from resolvers.context import Context
 from resolvers.rows import UserRow
 from schema.node import Node
-from schema.relay import to_global_id
+from schema.relay import memoized_global_id
 
 if TYPE_CHECKING:
     from schema.chat import ChatRoom
@@ -29,7 +29,7 @@ class User(Node):
     @classmethod
     def from_row(cls, row: UserRow) -> User:
         return cls(
-            id=strawberry.ID(to_global_id("User", row.id)),
+            id=strawberry.ID(memoized_global_id("User", row.id)),
             handle=row.handle,
             display_name=row.display_name,
             avatar_url=row.avatar_url,
