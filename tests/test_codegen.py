@@ -196,26 +196,12 @@ def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> N
     assert "LazyInfo(run" in source  # `whose` takes an info: strawberry's, made lazy in one object
 
 
-def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None:
-    built: list[str] = []
-
-    class Executor:
-        context_value = "context"
-
-        def build_resolve_info(self, field_def: Any, nodes: Any, parent: Any, path: Any) -> Any:
-            built.append(path.key)
-            return type("Info", (), {"path": path, "field_name": "f"})()
-
-    class StepLike:
-        key, parent_name, field_def, nodes, parent_type = "f", "T", None, [], None
-
-    info = LazyResolveInfo(type("Run", (), {"executor": Executor()})(), StepLike(), None)  # type: ignore[arg-type]
-    assert info.context == "context" and built == []
-    assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
+class StepLike:
+    key, parent_name, field_def, nodes, parent_type = "f", "T", None, [], None
 
 
-def test_a_lazy_info_is_strawberrys_info_and_builds_the_raw_one_once_when_read() -> None:
-    built: list[str] = []
+def run_building_infos(built: list[str]) -> Any:
+    """A run whose executor records each resolve info it is asked to build."""
 
     class Executor:
         context_value = "context"
@@ -224,11 +210,19 @@ def test_a_lazy_info_is_strawberrys_info_and_builds_the_raw_one_once_when_read()
             built.append(path.key)
             return type("Raw", (), {"path": path, "field_name": "f", "context": "raw"})()
 
-    class StepLike:
-        key, parent_name, field_def, nodes, parent_type = "f", "T", None, [], None
+    return type("Run", (), {"executor": Executor()})()
 
-    run = type("Run", (), {"executor": Executor()})()
-    info = LazyInfo(run, StepLike(), None, field="definition")  # type: ignore[arg-type]
+
+def test_a_lazy_info_builds_graphql_cores_info_once_and_only_when_read() -> None:
+    built: list[str] = []
+    info = LazyResolveInfo(run_building_infos(built), StepLike(), None)  # type: ignore[arg-type]
+    assert info.context == "context" and built == []
+    assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
+
+
+def test_a_lazy_info_is_strawberrys_info_and_builds_the_raw_one_once_when_read() -> None:
+    built: list[str] = []
+    info = LazyInfo(run_building_infos(built), StepLike(), None, field="definition")  # type: ignore[arg-type]
     assert isinstance(info, Info) and info.context == "context" and built == []
     assert info.field_name == "f" and info.path.as_list() == ["f"] and built == ["f"]
     assert info._raw_info.field_name == "f" and built == ["f"]  # built once
