@@ -55,6 +55,13 @@ ERRORS = Counter(
 )
 
 
+REFRESHES = Counter(
+    "bff_cache_refreshes_total",
+    "In-process entries re-read from Redis before they expired (refresh-ahead), by result",
+    ["namespace", "result"],
+)
+
+
 @functools.cache
 def _requests(namespace: str, layer: str, result: str) -> Counter:
     """The labelled child of REQUESTS, looked up once: `labels()` costs a lock and a tuple per call."""
@@ -124,6 +131,9 @@ class Cache:
         self._inflight: dict[tuple[str, Hashable], asyncio.Future[dict[Any, Any]]] = {}
         self._fill = redis.register_script(_FILL) if redis is not None else None
         self._listener: asyncio.Task[None] | None = None
+        # Refresh-ahead: shared namespaces by name, and the one task re-reading due entries.
+        self._shared: dict[str, Namespace[Any]] = {}
+        self._refresher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, broker: Broker) -> Cache:
@@ -172,6 +182,11 @@ class Cache:
                 await subscribed.wait()
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresher
+            self._refresher = None
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -219,10 +234,59 @@ class Cache:
         """What the in-process layer holds of `keys` right now: no waiting, no fetch (hits counted)."""
         if not self.enabled:
             return {}
-        found: dict[K, V] = self.local.get_many(namespace.name, keys)
+        refresh = namespace.shared and self._redis is not None
+        found: dict[K, V] = self.local.get_many(namespace.name, keys, refresh)
         if found:
             _requests(namespace.name, "local", "hit").inc(len(found))
+        if refresh and self.local.due:
+            self._shared[namespace.name] = namespace
+            if self._refresher is None:
+                self._refresher = asyncio.get_running_loop().create_task(
+                    self._refresh_due(), name="bff-cache-refresh"
+                )
         return found
+
+    async def _refresh_due(self) -> None:
+        """Re-read from Redis, in the background, what requests found in its last quarter of life.
+
+        A hot key then never expires on a request's path: its readers do not wait for a Redis
+        round trip (a loop turn behind every other request) every CACHE_LOCAL_TTL_SECONDS. Only
+        Redis is read: an entry Redis no longer has (a write deleted it, or its TTL ended) is
+        left to expire and be loaded by the next miss, as before. The staleness bound is the
+        same as a miss's: a value is stored only if no invalidation of its key came after the
+        read began (`LocalLayer.set`), and Redis holds no value older than the last write.
+        """
+        try:
+            while self.local.due:
+                due, self.local.due = self.local.due, {}
+                for name, keys in due.items():
+                    wanted = [k for k in keys if self.local.is_due((name, k))]
+                    namespace = self._shared.get(name)
+                    if wanted and namespace is not None:
+                        await self._refresh(namespace, wanted)
+        finally:
+            self._refresher = None
+
+    async def _refresh(self, namespace: Namespace[Any], keys: list[Hashable]) -> None:
+        assert self._redis is not None
+        name = namespace.name
+        since = time.monotonic()
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                raw: list[Any] = await self._redis.mget([self._key(name, k) for k in keys])
+        except (RedisError, OSError, TimeoutError) as exc:
+            ERRORS.labels("refresh").inc()
+            log.warning("cache_refresh_failed", namespace=name, error=type(exc).__name__)
+            return
+        refreshed = 0
+        for key, payload in zip(keys, raw, strict=True):
+            if payload is not None:
+                self.local.set((name, key), namespace.decode(payload), since)
+                refreshed += 1
+        if refreshed:
+            REFRESHES.labels(name, "refreshed").inc(refreshed)
+        if refreshed < len(keys):
+            REFRESHES.labels(name, "gone").inc(len(keys) - refreshed)
 
     async def get_many(
         self,

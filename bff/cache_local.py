@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 TTL_JITTER = 0.2
+# An entry read in the last quarter of its life is due for a refresh (bff/cache.py re-reads it
+# from Redis in the background): a key read again and again never expires on a request's path.
+REFRESH_AHEAD = 0.25
 
 
 class LocalLayer:
@@ -22,27 +25,47 @@ class LocalLayer:
         # When each key was last invalidated (bounded as well), and when everything was.
         self._invalidated: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
         self._cleared_at = -float("inf")
+        # Keys read in their last REFRESH_AHEAD of life, by namespace: what bff/cache.py refreshes.
+        self.due: dict[str, set[Hashable]] = {}
 
-    def get_many(self, namespace: str, keys: Iterable[Hashable]) -> dict[Any, Any]:
+    def get_many(self, namespace: str, keys: Iterable[Hashable], refresh: bool = False) -> dict[Any, Any]:
         """The live values of `keys` in `namespace`, each hit made the most recently used.
 
         One clock read for the whole list: a page's keys are looked up within microseconds of
-        each other.
+        each other. With `refresh`, hits in their last REFRESH_AHEAD of life are noted in `due`.
         """
         entries = self._entries
         now = time.monotonic()
+        soon = now + self.ttl * REFRESH_AHEAD if refresh else now
         found: dict[Any, Any] = {}
+        due: list[Hashable] | None = None
         for key in keys:
             full = (namespace, key)
             entry = entries.get(full)
             if entry is None:
                 continue
-            if entry[0] <= now:
-                del entries[full]
-                continue
+            expires = entry[0]
+            if expires <= soon:
+                if expires <= now:
+                    del entries[full]
+                    continue
+                if due is None:
+                    due = [key]
+                else:
+                    due.append(key)
             entries.move_to_end(full)
             found[key] = entry[1]
+        if due is not None:
+            self.due.setdefault(namespace, set()).update(due)
         return found
+
+    def is_due(self, key: tuple[str, Hashable]) -> bool:
+        """Whether `key` is held and in its last REFRESH_AHEAD of life (not refreshed meanwhile)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        now = time.monotonic()
+        return now < entry[0] <= now + self.ttl * REFRESH_AHEAD
 
     def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
         """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""
@@ -68,6 +91,7 @@ class LocalLayer:
     def clear(self) -> None:
         self._entries.clear()
         self._invalidated.clear()
+        self.due.clear()
         self._cleared_at = time.monotonic()
 
     def __len__(self) -> int:

@@ -176,6 +176,69 @@ async def test_two_caches_on_one_redis_share_values_and_invalidations(redis_serv
             await broker.close()
 
 
+def refreshes(result: str) -> float:
+    return (
+        REGISTRY.get_sample_value("bff_cache_refreshes_total", {"namespace": "test", "result": result}) or 0.0
+    )
+
+
+async def redis_cache(redis_server: RedisServer, ttl: float, monkeypatch: pytest.MonkeyPatch) -> Cache:
+    monkeypatch.setattr("bff.cache_local.TTL_JITTER", 0.0)  # lifetimes exactly `ttl`: timed tests
+    client = Redis.from_url(await fresh_redis_url(redis_server))
+    return Cache(enabled=True, local=LocalLayer(100, ttl), redis=client, scope="refresh-test")
+
+
+async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = await redis_cache(redis_server, 0.6, monkeypatch)
+    source = Source()
+    source.values[5] = 50
+    assert await cache.get_many(COUNTS, [5], source) == {5: 50}  # loaded, filled into Redis
+    await asyncio.sleep(0.5)  # the last quarter of its 0.6 s: a read asks for a refresh
+    before = refreshes("refreshed")
+    assert await cache.get_many(COUNTS, [5], source) == {5: 50}
+    async with asyncio.timeout(5):
+        while refreshes("refreshed") == before:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # past its first expiry: still held, no request waited on a load
+    assert cache.held(COUNTS, [5]) == {5: 50}
+    assert len(source.calls) == 1
+    await cache.close()
+
+
+async def test_an_entry_redis_no_longer_holds_expires_and_is_loaded_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = await redis_cache(redis_server, 0.6, monkeypatch)
+    source = Source()
+    source.values[6] = 60
+    await cache.get_many(COUNTS, [6], source)
+    assert cache._redis is not None
+    await cache._redis.delete("bff:cache:refresh-test:test:6")  # as a write on another instance does
+    source.values[6] = 61
+    await asyncio.sleep(0.5)
+    before = refreshes("gone")
+    assert cache.held(COUNTS, [6]) == {6: 60}  # still within its bound
+    async with asyncio.timeout(5):
+        while refreshes("gone") == before:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # past its expiry: not extended, so the next read loads the new value
+    assert await cache.get_many(COUNTS, [6], source) == {6: 61}
+    assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_without_redis_nothing_is_refreshed_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bff.cache_local.TTL_JITTER", 0.0)
+    cache = local_cache(ttl=0.4)
+    source = Source()
+    await cache.get_many(COUNTS, [7], source)
+    await asyncio.sleep(0.35)
+    assert cache.held(COUNTS, [7]) == {7: 0}
+    assert cache.local.due == {} and cache._refresher is None
+
+
 async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_server: RedisServer) -> None:
     url = await fresh_redis_url(redis_server)
     client = Redis.from_url(url)
