@@ -188,21 +188,30 @@ async def redis_cache(redis_server: RedisServer, ttl: float, monkeypatch: pytest
     return Cache(enabled=True, local=LocalLayer(100, ttl), redis=client, scope="refresh-test")
 
 
+TTL = 2.0  # long enough that a stalled CI machine does not expire an entry between two steps
+
+
+async def read_in_its_last_quarter(cache: Cache, key: int, held: int, result: str) -> None:
+    """Sleep into `key`'s last quarter of life, find it still held, and wait until the
+    background refresh that read asked for is counted with `result`."""
+    await asyncio.sleep(TTL * 0.8)
+    before = refreshes(result)
+    assert cache.held(COUNTS, [key]) == {key: held}
+    async with asyncio.timeout(5):
+        while refreshes(result) == before:
+            await asyncio.sleep(0.01)
+
+
 async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await redis_cache(redis_server, 0.6, monkeypatch)
+    cache = await redis_cache(redis_server, TTL, monkeypatch)
     source = Source()
     source.values[5] = 50
     assert await cache.get_many(COUNTS, [5], source) == {5: 50}  # loaded, filled into Redis
-    await asyncio.sleep(0.5)  # the last quarter of its 0.6 s: a read asks for a refresh
-    before = refreshes("refreshed")
+    await read_in_its_last_quarter(cache, 5, 50, "refreshed")
+    await asyncio.sleep(TTL * 0.3)  # past its first expiry: still held, no request waited on a load
     assert await cache.get_many(COUNTS, [5], source) == {5: 50}
-    async with asyncio.timeout(5):
-        while refreshes("refreshed") == before:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)  # past its first expiry: still held, no request waited on a load
-    assert cache.held(COUNTS, [5]) == {5: 50}
     assert len(source.calls) == 1
     await cache.close()
 
@@ -210,20 +219,15 @@ async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
 async def test_an_entry_redis_no_longer_holds_expires_and_is_loaded_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await redis_cache(redis_server, 0.6, monkeypatch)
+    cache = await redis_cache(redis_server, TTL, monkeypatch)
     source = Source()
     source.values[6] = 60
     await cache.get_many(COUNTS, [6], source)
     assert cache._redis is not None
     await cache._redis.delete("bff:cache:refresh-test:test:6")  # as a write on another instance does
     source.values[6] = 61
-    await asyncio.sleep(0.5)
-    before = refreshes("gone")
-    assert cache.held(COUNTS, [6]) == {6: 60}  # still within its bound
-    async with asyncio.timeout(5):
-        while refreshes("gone") == before:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)  # past its expiry: not extended, so the next read loads the new value
+    await read_in_its_last_quarter(cache, 6, 60, "gone")  # still within its bound
+    await asyncio.sleep(TTL * 0.3)  # past its expiry: not extended, so the next read loads the new value
     assert await cache.get_many(COUNTS, [6], source) == {6: 61}
     assert len(source.calls) == 2
     await cache.close()
@@ -231,10 +235,10 @@ async def test_an_entry_redis_no_longer_holds_expires_and_is_loaded_again(
 
 async def test_without_redis_nothing_is_refreshed_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("bff.cache_local.TTL_JITTER", 0.0)
-    cache = local_cache(ttl=0.4)
+    cache = local_cache(ttl=TTL)
     source = Source()
     await cache.get_many(COUNTS, [7], source)
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(TTL * 0.8)
     assert cache.held(COUNTS, [7]) == {7: 0}
     assert cache.local.due == {} and cache._refresher is None
 
