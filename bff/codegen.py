@@ -102,12 +102,14 @@ class LazyResolveInfo:
     def __getattr__(self, name: str) -> Any:
         built = self._built
         if built is None:
-            step = self._step
-            field_path = Path(self._path, step.key, step.parent_name)
-            built = self._built = self._run.executor.build_resolve_info(
-                step.field_def, step.nodes, step.parent_type, field_path
-            )
+            built = self._built = _resolve_info(self._run, self._step, self._path)
         return getattr(built, name)
+
+
+def _resolve_info(run: Run, step: Step, path: Path | None) -> GraphQLResolveInfo[Any]:
+    """graphql-core's resolve info for `step`'s field under `path`, as the executor builds it."""
+    field_path = Path(path, step.key, step.parent_name)
+    return run.executor.build_resolve_info(step.field_def, step.nodes, step.parent_type, field_path)
 
 
 class LazyInfo(Info):
@@ -133,11 +135,7 @@ class LazyInfo(Info):
     def __getattr__(self, name: str) -> Any:
         if name != "_raw_info":
             raise AttributeError(name)
-        step = self._step
-        built = self._run.executor.build_resolve_info(
-            step.field_def, step.nodes, step.parent_type, Path(self._path, step.key, step.parent_name)
-        )
-        self._raw_info = built
+        built = self._raw_info = _resolve_info(self._run, self._step, self._path)
         return built
 
 
