@@ -268,25 +268,34 @@ class Cache:
             self._refresher = None
 
     async def _refresh(self, namespace: Namespace[Any], keys: list[Hashable]) -> None:
-        assert self._redis is not None
         name = namespace.name
         since = time.monotonic()
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                raw: list[Any] = await self._redis.mget([self._key(name, k) for k in keys])
-        except (RedisError, OSError, TimeoutError) as exc:
-            ERRORS.labels("refresh").inc()
-            log.warning("cache_refresh_failed", namespace=name, error=type(exc).__name__)
-            return
+        raw = await self._mget(name, [self._key(name, k) for k in keys], "refresh", "cache_refresh_failed")
         refreshed = 0
-        for key, payload in zip(keys, raw, strict=True):
+        for i, key in enumerate(keys):
+            payload = raw[i] if raw is not None else None
             if payload is not None:
                 self.local.set((name, key), namespace.decode(payload), since)
                 refreshed += 1
+            else:
+                # Redis no longer holds it (or failed): left to expire as before, and not asked
+                # for again by every read until then.
+                self.local.settle((name, key))
         if refreshed:
             REFRESHES.labels(name, "refreshed").inc(refreshed)
-        if refreshed < len(keys):
+        if raw is not None and refreshed < len(keys):
             REFRESHES.labels(name, "gone").inc(len(keys) - refreshed)
+
+    async def _mget(self, namespace: str, redis_keys: list[str], op: str, event: str) -> list[Any] | None:
+        """MGET within the Redis timeout; None when Redis fails (counted as `op`, logged as `event`)."""
+        assert self._redis is not None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                return list(await self._redis.mget(redis_keys))
+        except (RedisError, OSError, TimeoutError) as exc:
+            ERRORS.labels(op).inc()
+            log.warning(event, namespace=namespace, error=type(exc).__name__)
+            return None
 
     async def get_many(
         self,
@@ -357,14 +366,11 @@ class Cache:
         versions: dict[K, bytes] = {}
         redis_ok = self._redis is not None and namespace.shared
         if redis_ok:
-            assert self._redis is not None
             names = [self._key(name, k) for k in keys]
-            try:
-                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                    raw: list[Any] = await self._redis.mget([*names, *(self._version(n) for n in names)])
-            except (RedisError, OSError, TimeoutError) as exc:
-                ERRORS.labels("mget").inc()
-                log.warning("cache_read_failed", namespace=name, error=type(exc).__name__)
+            raw = await self._mget(
+                name, [*names, *(self._version(n) for n in names)], "mget", "cache_read_failed"
+            )
+            if raw is None:
                 redis_ok = False
             else:
                 for i, key in enumerate(keys):

@@ -21,7 +21,8 @@ class LocalLayer:
     def __init__(self, max_entries: int, ttl_seconds: float) -> None:
         self.max_entries = max_entries
         self.ttl = ttl_seconds
-        self._entries: OrderedDict[tuple[str, Hashable], tuple[float, Any]] = OrderedDict()
+        # A settled entry (`settle`) has a third element.
+        self._entries: OrderedDict[tuple[str, Hashable], tuple[Any, ...]] = OrderedDict()
         # When each key was last invalidated (bounded as well), and when everything was.
         self._invalidated: OrderedDict[tuple[str, Hashable], float] = OrderedDict()
         self._cleared_at = -float("inf")
@@ -49,10 +50,11 @@ class LocalLayer:
                 if expires <= now:
                     del entries[full]
                     continue
-                if due is None:
-                    due = [key]
-                else:
-                    due.append(key)
+                if len(entry) == 2:  # not settled (see `settle`)
+                    if due is None:
+                        due = [key]
+                    else:
+                        due.append(key)
             entries.move_to_end(full)
             found[key] = entry[1]
         if due is not None:
@@ -60,12 +62,21 @@ class LocalLayer:
         return found
 
     def is_due(self, key: tuple[str, Hashable]) -> bool:
-        """Whether `key` is held and in its last REFRESH_AHEAD of life (not refreshed meanwhile)."""
+        """Whether `key` is held, not settled, and in its last REFRESH_AHEAD of life (not
+        refreshed meanwhile)."""
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or len(entry) != 2:
             return False
         now = time.monotonic()
-        return now < entry[0] <= now + self.ttl * REFRESH_AHEAD
+        expires: float = entry[0]
+        return now < expires <= now + self.ttl * REFRESH_AHEAD
+
+    def settle(self, key: tuple[str, Hashable]) -> None:
+        """Keep `key`'s entry to its expiry without asking for another refresh: one was tried
+        and could not renew it. The mark (a third element) goes with the entry."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries[key] = (entry[0], entry[1], None)  # same place in the LRU order
 
     def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
         """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""

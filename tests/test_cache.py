@@ -202,13 +202,21 @@ async def read_in_its_last_quarter(cache: Cache, key: int, held: int, result: st
             await asyncio.sleep(0.01)
 
 
+async def filled(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, key: int, value: int
+) -> tuple[Cache, Source]:
+    """A cache over a real Redis holding `key` (loaded once, filled into Redis), and its source."""
+    cache = await redis_cache(redis_server, TTL, monkeypatch)
+    source = Source()
+    source.values[key] = value
+    assert await cache.get_many(COUNTS, [key], source) == {key: value}
+    return cache, source
+
+
 async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await redis_cache(redis_server, TTL, monkeypatch)
-    source = Source()
-    source.values[5] = 50
-    assert await cache.get_many(COUNTS, [5], source) == {5: 50}  # loaded, filled into Redis
+    cache, source = await filled(redis_server, monkeypatch, 5, 50)
     await read_in_its_last_quarter(cache, 5, 50, "refreshed")
     await asyncio.sleep(TTL * 0.3)  # past its first expiry: still held, no request waited on a load
     assert await cache.get_many(COUNTS, [5], source) == {5: 50}
@@ -219,17 +227,33 @@ async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
 async def test_an_entry_redis_no_longer_holds_expires_and_is_loaded_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await redis_cache(redis_server, TTL, monkeypatch)
-    source = Source()
-    source.values[6] = 60
-    await cache.get_many(COUNTS, [6], source)
+    cache, source = await filled(redis_server, monkeypatch, 6, 60)
     assert cache._redis is not None
     await cache._redis.delete("bff:cache:refresh-test:test:6")  # as a write on another instance does
     source.values[6] = 61
     await read_in_its_last_quarter(cache, 6, 60, "gone")  # still within its bound
+    # Settled: later reads until its expiry do not ask Redis again.
+    assert cache.held(COUNTS, [6]) == {6: 60} and cache.local.due == {}
     await asyncio.sleep(TTL * 0.3)  # past its expiry: not extended, so the next read loads the new value
     assert await cache.get_many(COUNTS, [6], source) == {6: 61}
     assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_a_refresh_redis_fails_leaves_the_entry_to_expire_without_retrying(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, _ = await filled(redis_server, monkeypatch, 8, 80)
+    assert cache._redis is not None
+    await cache._redis.aclose()
+    cache._redis = Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens: connection refused
+    failed = REGISTRY.get_sample_value("bff_cache_redis_errors_total", {"op": "refresh"}) or 0.0
+    await asyncio.sleep(TTL * 0.8)
+    assert cache.held(COUNTS, [8]) == {8: 80}
+    async with asyncio.timeout(5):
+        while (REGISTRY.get_sample_value("bff_cache_redis_errors_total", {"op": "refresh"}) or 0.0) == failed:
+            await asyncio.sleep(0.01)
+    assert cache.held(COUNTS, [8]) == {8: 80} and cache.local.due == {}  # settled: no retry per read
     await cache.close()
 
 
