@@ -12,17 +12,20 @@ from datetime import datetime
 from resolvers.context import Context
 from resolvers.rows import PostRow
 
-# Postgres: newest `n` per followee through posts_author_created_idx, then the top `n` of those.
+# Postgres: newest `n` keys per followee through posts_author_created_idx, then the top `n` of
+# those. Only `(created_at, id)` is read there, so each followee costs an index-only scan; the
+# page's `n` rows are read from the table afterwards (by primary key) instead of every
+# followee's `n`: 0.59 -> 0.35 ms of database time per first page (decision 41).
 _PG = """
-SELECT p.id, p.author_id, p.body, p.created_at
+SELECT k.id, k.created_at
 FROM follows f
 CROSS JOIN LATERAL (
-  SELECT id, author_id, body, created_at FROM posts
+  SELECT id, created_at FROM posts
   WHERE author_id = f.followee_id {after}
   ORDER BY created_at DESC, id DESC LIMIT :n
-) p
+) k
 WHERE f.follower_id = :viewer
-ORDER BY p.created_at DESC, p.id DESC
+ORDER BY k.created_at DESC, k.id DESC
 LIMIT :n
 """
 _PG_AFTER = "AND (created_at, id) < (:after_ts, :after_id)"
@@ -37,7 +40,14 @@ LIMIT :n
 _SQLITE_AFTER = "AND (created_at < :after_ts OR (created_at = :after_ts AND id < :after_id))"
 
 # Whether the viewer likes each post of the page: probed for the page's rows only, after the limit.
-_WITH_LIKED = """
+_PG_WITH_LIKED = """
+SELECT p.id, p.author_id, p.body, p.created_at,
+  EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = p.id) AS liked
+FROM ({page}) page
+JOIN posts p ON p.id = page.id
+ORDER BY page.created_at DESC, page.id DESC
+"""
+_SQLITE_WITH_LIKED = """
 SELECT page.id, page.author_id, page.body, page.created_at,
   EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = page.id) AS liked
 FROM ({page}) page
@@ -46,10 +56,10 @@ ORDER BY page.created_at DESC, page.id DESC
 
 # The four statements, built once: (Postgres?, after a cursor?) -> SQL.
 _STATEMENTS = {
-    (pg, after): _WITH_LIKED.format(
-        page=(_PG if pg else _SQLITE).format(after=(_PG_AFTER if pg else _SQLITE_AFTER) if after else "")
-    )
-    for pg in (True, False)
+    (True, after): _PG_WITH_LIKED.format(page=_PG.format(after=_PG_AFTER if after else ""))
+    for after in (True, False)
+} | {
+    (False, after): _SQLITE_WITH_LIKED.format(page=_SQLITE.format(after=_SQLITE_AFTER if after else ""))
     for after in (True, False)
 }
 
