@@ -12,6 +12,9 @@
   the key's version read with the miss, local fills are skipped for keys invalidated since the
   fetch began.
 - A Redis failure never fails a read: it counts as a miss and the store is skipped (logged).
+- With Redis, hot entries are re-read from it before they expire (refresh-ahead), and an entry
+  read shortly after its expiry is answered while it is re-read (stale-while-revalidate,
+  counted as `result="stale"`): a request waits for Redis only for a key it has not read lately.
 
 Counters: `bff_cache_requests_total{namespace, layer, result}` (hit/miss), loads from the
 database, invalidations, Redis errors; in `/metrics`.
@@ -235,10 +238,15 @@ class Cache:
         if not self.enabled:
             return {}
         refresh = namespace.shared and self._redis is not None
-        found: dict[K, V] = self.local.get_many(namespace.name, keys, refresh)
+        local = self.local
+        found: dict[K, V] = local.get_many(namespace.name, keys, refresh)
         if found:
-            _requests(namespace.name, "local", "hit").inc(len(found))
-        if refresh and self.local.due:
+            stale = local.stale_hits
+            if stale:
+                local.stale_hits = 0
+                _requests(namespace.name, "local", "stale").inc(stale)
+            _requests(namespace.name, "local", "hit").inc(len(found) - stale)
+        if refresh and local.due:
             self._shared[namespace.name] = namespace
             if self._refresher is None:
                 self._refresher = asyncio.get_running_loop().create_task(
@@ -279,7 +287,8 @@ class Cache:
                 refreshed += 1
             else:
                 # Redis no longer holds it (or failed): left to expire as before, and not asked
-                # for again by every read until then.
+                # for again by every read until then; one already expired (answered stale
+                # meanwhile) goes now, so the next read loads it.
                 self.local.settle((name, key))
         if refreshed:
             REFRESHES.labels(name, "refreshed").inc(refreshed)

@@ -13,6 +13,12 @@ TTL_JITTER = 0.2
 # An entry read in the last quarter of its life is due for a refresh (bff/cache.py re-reads it
 # from Redis in the background): a key read again and again never expires on a request's path.
 REFRESH_AHEAD = 0.25
+# An entry read within this fraction of the TTL after its expiry is still answered, and
+# revalidated from Redis in the background (RFC 5861's stale-while-revalidate): a key read less
+# often than once per TTL no longer costs its reader a Redis round trip, a loop turn behind every
+# other request. Only with refresh (a shared namespace, with Redis); never for a settled entry
+# (its revalidation failed) nor an invalidated one (`drop` removes it). See decision 42.
+STALE_WHILE_REVALIDATE = 1.0
 
 
 class LocalLayer:
@@ -28,12 +34,16 @@ class LocalLayer:
         self._cleared_at = -float("inf")
         # Keys read in their last REFRESH_AHEAD of life, by namespace: what bff/cache.py refreshes.
         self.due: dict[str, set[Hashable]] = {}
+        # Expired entries answered (stale-while-revalidate) since bff/cache.py last counted them.
+        self.stale_hits = 0
 
     def get_many(self, namespace: str, keys: Iterable[Hashable], refresh: bool = False) -> dict[Any, Any]:
         """The live values of `keys` in `namespace`, each hit made the most recently used.
 
         One clock read for the whole list: a page's keys are looked up within microseconds of
-        each other. With `refresh`, hits in their last REFRESH_AHEAD of life are noted in `due`.
+        each other. With `refresh`, hits in their last REFRESH_AHEAD of life are noted in `due`,
+        and so are entries expired less than STALE_WHILE_REVALIDATE ago, which are answered
+        too (counted in `stale_hits`).
         """
         entries = self._entries
         now = time.monotonic()
@@ -48,8 +58,10 @@ class LocalLayer:
             expires = entry[0]
             if expires <= soon:
                 if expires <= now:
-                    del entries[full]
-                    continue
+                    if not refresh or len(entry) != 2 or expires <= now - self.ttl * STALE_WHILE_REVALIDATE:
+                        del entries[full]
+                        continue
+                    self.stale_hits += 1
                 if len(entry) == 2:  # not settled (see `settle`)
                     if due is None:
                         due = [key]
@@ -62,20 +74,25 @@ class LocalLayer:
         return found
 
     def is_due(self, key: tuple[str, Hashable]) -> bool:
-        """Whether `key` is held, not settled, and in its last REFRESH_AHEAD of life (not
-        refreshed meanwhile)."""
+        """Whether `key` is held, not settled, and in its last REFRESH_AHEAD of life or expired
+        less than STALE_WHILE_REVALIDATE ago (not refreshed meanwhile)."""
         entry = self._entries.get(key)
         if entry is None or len(entry) != 2:
             return False
         now = time.monotonic()
         expires: float = entry[0]
-        return now < expires <= now + self.ttl * REFRESH_AHEAD
+        return now - self.ttl * STALE_WHILE_REVALIDATE < expires <= now + self.ttl * REFRESH_AHEAD
 
     def settle(self, key: tuple[str, Hashable]) -> None:
-        """Keep `key`'s entry to its expiry without asking for another refresh: one was tried
-        and could not renew it. The mark (a third element) goes with the entry."""
+        """A refresh was tried and could not renew `key`: keep its entry to its expiry without
+        asking for another refresh, and never past it (an expired one, answered stale while
+        this refresh ran, goes now). The mark (a third element) goes with the entry."""
         entry = self._entries.get(key)
-        if entry is not None:
+        if entry is None:
+            return
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+        else:
             self._entries[key] = (entry[0], entry[1], None)  # same place in the LRU order
 
     def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:

@@ -257,6 +257,60 @@ async def test_a_refresh_redis_fails_leaves_the_entry_to_expire_without_retrying
     await cache.close()
 
 
+def stale_hits() -> float:
+    labels = {"namespace": "test", "layer": "local", "result": "stale"}
+    return REGISTRY.get_sample_value("bff_cache_requests_total", labels) or 0.0
+
+
+async def test_an_entry_read_just_after_its_expiry_is_answered_and_revalidated_from_redis(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, source = await filled(redis_server, monkeypatch, 11, 110)
+    before, refreshed = stale_hits(), refreshes("refreshed")
+    await asyncio.sleep(TTL * 1.2)  # expired, never read in its last quarter: no refresh-ahead
+    assert cache.held(COUNTS, [11]) == {11: 110}  # answered at once, no request waits on Redis
+    assert stale_hits() == before + 1
+    async with asyncio.timeout(5):
+        while refreshes("refreshed") == refreshed:
+            await asyncio.sleep(0.01)
+    # Renewed from Redis: a fresh entry again, with no load from the source.
+    assert cache.held(COUNTS, [11]) == {11: 110} and stale_hits() == before + 1
+    assert await cache.get_many(COUNTS, [11], source) == {11: 110}
+    assert len(source.calls) == 1
+    await cache.close()
+
+
+async def test_an_expired_entry_redis_lost_is_answered_once_then_loaded_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, source = await filled(redis_server, monkeypatch, 12, 120)
+    assert cache._redis is not None
+    await cache._redis.delete("bff:cache:refresh-test:test:12")  # as a write whose message was lost
+    source.values[12] = 121
+    gone = refreshes("gone")
+    await asyncio.sleep(TTL * 1.2)
+    assert cache.held(COUNTS, [12]) == {12: 120}  # stale, while Redis is asked
+    async with asyncio.timeout(5):
+        while refreshes("gone") == gone:
+            await asyncio.sleep(0.01)
+    assert cache.held(COUNTS, [12]) == {}  # Redis had nothing: not answered stale again
+    assert await cache.get_many(COUNTS, [12], source) == {12: 121}
+    assert len(source.calls) == 2
+    await cache.close()
+
+
+async def test_an_entry_past_its_stale_window_or_invalidated_is_a_miss(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, source = await filled(redis_server, monkeypatch, 13, 130)
+    await cache.get_many(COUNTS, [14], source)
+    await cache.invalidate(COUNTS, [14])  # a write: dropped, never answered stale
+    await asyncio.sleep(TTL * 2.1)  # past expiry and the stale window (one TTL)
+    assert cache.held(COUNTS, [13, 14]) == {}
+    assert cache.local.due == {}
+    await cache.close()
+
+
 async def test_without_redis_nothing_is_refreshed_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("bff.cache_local.TTL_JITTER", 0.0)
     cache = local_cache(ttl=TTL)
@@ -265,6 +319,8 @@ async def test_without_redis_nothing_is_refreshed_ahead(monkeypatch: pytest.Monk
     await asyncio.sleep(TTL * 0.8)
     assert cache.held(COUNTS, [7]) == {7: 0}
     assert cache.local.due == {} and cache._refresher is None
+    await asyncio.sleep(TTL * 0.4)  # expired: without Redis to revalidate, never answered stale
+    assert cache.held(COUNTS, [7]) == {}
 
 
 async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_server: RedisServer) -> None:
