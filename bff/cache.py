@@ -76,7 +76,15 @@ def _loads(namespace: str) -> Counter:
     return LOADS.labels(namespace)
 
 
+WARMED = Counter(
+    "bff_cache_warmed_keys_total",
+    "Keys copied from Redis into the in-process layer when this instance started",
+    ["namespace"],
+)
+
 REDIS_TIMEOUT_SECONDS = 1.0
+WARM_TIMEOUT_SECONDS = 5.0  # a start never waits longer than this for its warm-up
+WARM_BATCH = 1_000  # keys per SCAN step and per MGET
 VERSION_TTL_SECONDS = 86_400  # far beyond any fetch: a version never expires under a fetch in flight
 
 # KEYS: value, version pairs. ARGV[1]: ttl; then per pair the version read with the miss and the payload.
@@ -101,6 +109,9 @@ class Namespace(Generic[V]):
     encode: Callable[[V], bytes]
     decode: Callable[[bytes], V]
     shared: bool = True  # False: local layer only
+    # A key back from its text in a Redis key name; with it, a starting instance warms this
+    # namespace from Redis (`Cache.warm`).
+    parse_key: Callable[[str], Hashable] | None = None
 
 
 class _Abandoned(Exception):
@@ -120,6 +131,7 @@ class Cache:
         scope: str = "default",
         redis_ttl_seconds: int = 300,
         rankings: Rankings | None = None,
+        warm_on_start: bool = True,
     ) -> None:
         self.enabled = enabled
         self.local = local if local is not None else LocalLayer(0, 0)
@@ -128,6 +140,7 @@ class Cache:
         self._prefix = f"bff:cache:{scope}:"
         self._channel = channels.cache_invalidation(scope)
         self._redis_ttl = redis_ttl_seconds
+        self._warm_on_start = warm_on_start
         self.rankings = rankings  # leaderboards as Redis sorted sets (with Redis only)
         self._origin = uuid.uuid4().hex
         # Single-flight: each key being fetched -> the future of its whole batch's values.
@@ -166,6 +179,7 @@ class Cache:
             scope=scope,
             redis_ttl_seconds=settings.cache_redis_ttl_seconds,
             rankings=rankings,
+            warm_on_start=settings.cache_warm_on_start,
         )
 
     @property
@@ -183,6 +197,74 @@ class Cache:
         with contextlib.suppress(TimeoutError):  # the broker retries; the local TTL bounds the gap
             async with asyncio.timeout(5):
                 await subscribed.wait()
+
+    async def warm(self, namespaces: Sequence[Namespace[Any]]) -> int:
+        """Copy what Redis holds of `namespaces` into the in-process layer, up to its size.
+
+        A new instance (a deploy, a scale-out, a restart) then starts with the fleet's hot keys
+        instead of missing each once under load: a Redis round trip for its reader, a loop cycle
+        behind every other request. Run after `start` subscribed, so an invalidation arriving
+        meanwhile wins (`LocalLayer.set` skips keys invalidated since the read began); Redis holds
+        no value older than the last write (writes delete the key before they publish). Bounded by
+        WARM_TIMEOUT_SECONDS; a Redis failure only ends it early (logged). Returns the keys copied.
+        """
+        if not self.enabled or self._redis is None or not self._warm_on_start:
+            return 0
+        started = time.monotonic()
+        copied = 0
+        try:
+            async with asyncio.timeout(WARM_TIMEOUT_SECONDS):
+                for namespace in namespaces:
+                    if namespace.parse_key is None or not namespace.shared:
+                        continue
+                    self._shared[namespace.name] = namespace
+                    copied += await self._warm_namespace(namespace, self.local.max_entries - copied, started)
+        except (RedisError, OSError, TimeoutError) as exc:
+            ERRORS.labels("warm").inc()
+            log.warning("cache_warm_failed", error=type(exc).__name__, keys=copied)
+        log.info("cache_warmed", keys=copied, ms=round((time.monotonic() - started) * 1000))
+        return copied
+
+    async def _warm_namespace(self, namespace: Namespace[Any], room: int, since: float) -> int:
+        assert self._redis is not None
+        prefix = self._key(namespace.name, "")
+        match = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        copied = 0
+        names: list[str] = []
+        async for raw in self._redis.scan_iter(match=match, count=WARM_BATCH):
+            name = raw.decode()
+            if not name.endswith(":v"):  # a version key (see `_version`), not a value
+                names.append(name)
+            if len(names) >= WARM_BATCH:
+                copied += await self._warm_batch(namespace, prefix, names[: room - copied], since)
+                names = []
+                if copied >= room:
+                    break
+        if names and copied < room:
+            copied += await self._warm_batch(namespace, prefix, names[: room - copied], since)
+        return copied
+
+    async def _warm_batch(
+        self, namespace: Namespace[Any], prefix: str, names: list[str], since: float
+    ) -> int:
+        assert self._redis is not None and namespace.parse_key is not None
+        if not names:
+            return 0
+        payloads: list[Any] = list(await self._redis.mget(names))
+        copied = 0
+        for name, payload in zip(names, payloads, strict=True):
+            if payload is None:
+                continue  # expired or deleted since the SCAN
+            try:
+                key = namespace.parse_key(name[len(prefix) :])
+                value = namespace.decode(payload)
+            except Exception:  # another release's format, say: it is loaded again on a miss
+                continue
+            self.local.set((namespace.name, key), value, since)
+            copied += 1
+        if copied:
+            WARMED.labels(namespace.name).inc(copied)
+        return copied
 
     async def close(self) -> None:
         if self._refresher is not None:

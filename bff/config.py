@@ -189,10 +189,16 @@ class Settings(BaseSettings):
     cache_local_ttl_seconds: float = Field(
         30,
         gt=0,
-        description="in-process cache entries expire after this: the staleness bound if an invalidation is lost",
+        description="in-process cache entries expire after this (with Redis, one read within another TTL is "
+        "answered while Redis revalidates it): twice this bounds staleness if an invalidation is lost",
     )
     cache_local_max_entries: int = Field(
         100_000, ge=0, description="entries kept in the in-process cache (LRU)"
+    )
+    cache_warm_on_start: bool = Field(
+        True,
+        description="with REDIS_URL, a starting instance copies the cached users and like counts from Redis "
+        "into its in-process layer before it serves (up to 5 s)",
     )
     cache_redis_ttl_seconds: int = Field(
         300,

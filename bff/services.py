@@ -17,6 +17,7 @@ from realtime.broker import Broker, from_url
 from realtime.coalesce import Coalescer
 from realtime.presence import Presence
 from resolvers.context import Context
+from resolvers.loaders import WARMED_ON_START
 
 C = TypeVar("C", bound=Context)
 
@@ -83,6 +84,7 @@ class Services:
         await self.broker.start()
         await self.presence.start()
         await self.cache.start()  # listening for invalidations before the first request
+        await self.cache.warm(WARMED_ON_START)  # then the fleet's hot keys, before it serves
 
     async def close(self) -> None:
         await self.leaderboards.close()

@@ -204,9 +204,11 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
 # Hot, shared reads kept in the process's cache (bff/cache.py). Every write to what they copy
 # invalidates them: like counts in resolvers/posts.py; users are never written today.
 USERS: Namespace[UserRow] = Namespace(
-    "user", lambda u: orjson.dumps(u.to_event()), lambda b: UserRow.from_event(orjson.loads(b))
+    "user", lambda u: orjson.dumps(u.to_event()), lambda b: UserRow.from_event(orjson.loads(b)), parse_key=int
 )
-LIKE_COUNTS: Namespace[int] = Namespace("likes", lambda n: str(n).encode(), lambda b: int(b))
+LIKE_COUNTS: Namespace[int] = Namespace("likes", lambda n: str(n).encode(), lambda b: int(b), parse_key=int)
+# What a starting instance copies from Redis (Cache.warm).
+WARMED_ON_START = (USERS, LIKE_COUNTS)
 
 
 def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str, Any]]:

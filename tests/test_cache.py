@@ -27,6 +27,7 @@ from bff.config import Settings
 from bff.db import Database
 from bff.rankings import Rankings
 from realtime.memory import MemoryBroker
+from resolvers.loaders import USERS
 from schema.relay import to_global_id
 from tests.edge_fixtures import fresh_redis_url
 from tests.servers import RedisServer
@@ -321,6 +322,61 @@ async def test_without_redis_nothing_is_refreshed_ahead(monkeypatch: pytest.Monk
     assert cache.local.due == {} and cache._refresher is None
     await asyncio.sleep(TTL * 0.4)  # expired: without Redis to revalidate, never answered stale
     assert cache.held(COUNTS, [7]) == {}
+
+
+WARM: Namespace[int] = Namespace("warm", lambda n: str(n).encode(), lambda b: int(b), parse_key=int)
+
+
+async def test_a_starting_instance_copies_what_redis_holds_into_its_local_layer(
+    redis_server: RedisServer,
+) -> None:
+    url = await fresh_redis_url(redis_server)
+    a = Cache(enabled=True, local=LocalLayer(100, 60), redis=Redis.from_url(url), scope="warm-test")
+    source = Source()
+    source.values.update({k: k * 10 for k in range(1, 6)})
+    assert await a.get_many(WARM, range(1, 6), source) == {k: k * 10 for k in range(1, 6)}
+    await a.invalidate(WARM, [5])  # Redis keeps only its version key: nothing to copy
+    assert a._redis is not None
+    await a._redis.set("bff:cache:warm-test:warm:not-a-key", b"1")  # skipped, not fatal
+    await a._redis.set("bff:cache:other-scope:warm:9", b"90")  # another database's entry
+    b = Cache(enabled=True, local=LocalLayer(100, 60), redis=Redis.from_url(url), scope="warm-test")
+    assert await b.warm([WARM]) == 4
+    assert b.held(WARM, range(1, 10)) == {1: 10, 2: 20, 3: 30, 4: 40}  # no load, no Redis wait
+    bounded = Cache(enabled=True, local=LocalLayer(2, 60), redis=Redis.from_url(url), scope="warm-test")
+    assert await bounded.warm([WARM]) == 2 and len(bounded.local) == 2  # never past its size
+    off = Cache(
+        enabled=True,
+        local=LocalLayer(100, 60),
+        redis=Redis.from_url(url),
+        scope="warm-test",
+        warm_on_start=False,
+    )
+    assert await off.warm([WARM]) == 0 and len(off.local) == 0
+    assert await local_cache().warm([WARM]) == 0  # without Redis there is nothing to copy
+    assert len(source.calls) == 1
+    for cache in (a, b, bounded, off):
+        await cache.close()
+
+
+async def test_an_app_starts_with_the_users_an_earlier_instance_cached(
+    redis_server: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(redis_url=await fresh_redis_url(redis_server))
+    home = "{ viewer { handle } feed(first: 5) { edges { node { likeCount author { handle } } } } }"
+    first = create_app(settings)
+    async with LifespanManager(first):
+        transport = httpx.ASGITransport(app=first)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bff") as client:
+            token = first.state.services.tokens.issue(1)
+            response = await client.post(
+                "/graphql", json={"query": home}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == 200 and "errors" not in response.json()
+    second = create_app(settings)
+    async with LifespanManager(second):
+        cache = second.state.services.cache
+        assert cache.held(USERS, [1]).keys() == {1}  # before any request of its own
+        assert len(cache.local) >= 2
 
 
 async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_server: RedisServer) -> None:
