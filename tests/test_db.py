@@ -30,7 +30,9 @@ async def test_a_transaction_reads_its_own_writes_and_others_do_not_until_commit
     await db.connect()
     try:
         async with db.transaction():
-            await db.execute("INSERT INTO games (id, name) VALUES (:id, :name)", {"id": GAME, "name": "Draft"})
+            await db.execute(
+                "INSERT INTO games (id, name) VALUES (:id, :name)", {"id": GAME, "name": "Draft"}
+            )
             assert await _game(db) == "Draft"  # the transaction's own connection
             # Another task is outside the transaction: it must not see the uncommitted row.
             assert await asyncio.create_task(_game(db)) is None
