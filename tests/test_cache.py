@@ -358,6 +358,14 @@ async def test_a_starting_instance_copies_what_redis_holds_into_its_local_layer(
         await cache.close()
 
 
+async def test_a_warm_up_against_a_redis_that_refuses_connections_ends_without_failing_the_start() -> None:
+    cache = Cache(enabled=True, local=LocalLayer(100, 60), redis=Redis.from_url("redis://127.0.0.1:1/0"))
+    failed = REGISTRY.get_sample_value("bff_cache_redis_errors_total", {"op": "warm"}) or 0.0
+    assert await cache.warm([WARM]) == 0
+    assert REGISTRY.get_sample_value("bff_cache_redis_errors_total", {"op": "warm"}) == failed + 1
+    await cache.close()
+
+
 async def test_an_app_starts_with_the_users_an_earlier_instance_cached(
     redis_server: RedisServer, make_settings: Callable[..., Settings]
 ) -> None:
