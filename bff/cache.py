@@ -236,19 +236,19 @@ class Cache:
             if not name.endswith(":v"):  # a version key (see `_version`), not a value
                 names.append(name)
             if len(names) >= WARM_BATCH:
-                copied += await self._warm_batch(namespace, prefix, names[: room - copied], since)
+                copied += await self._warm_batch(namespace, prefix, names, since, room - copied)
                 names = []
                 if copied >= room:
                     break
         if names and copied < room:
-            copied += await self._warm_batch(namespace, prefix, names[: room - copied], since)
+            copied += await self._warm_batch(namespace, prefix, names, since, room - copied)
         return copied
 
     async def _warm_batch(
-        self, namespace: Namespace[Any], prefix: str, names: list[str], since: float
+        self, namespace: Namespace[Any], prefix: str, names: list[str], since: float, room: int
     ) -> int:
         assert self._redis is not None and namespace.parse_key is not None
-        if not names:
+        if not names or room <= 0:
             return 0
         payloads: list[Any] = list(await self._redis.mget(names))
         copied = 0
@@ -262,6 +262,8 @@ class Cache:
                 continue
             self.local.set((namespace.name, key), value, since)
             copied += 1
+            if copied >= room:
+                break
         if copied:
             WARMED.labels(namespace.name).inc(copied)
         return copied

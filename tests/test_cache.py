@@ -198,9 +198,7 @@ async def read_in_its_last_quarter(cache: Cache, key: int, held: int, result: st
     await asyncio.sleep(TTL * 0.8)
     before = refreshes(result)
     assert cache.held(COUNTS, [key]) == {key: held}
-    async with asyncio.timeout(5):
-        while refreshes(result) == before:
-            await asyncio.sleep(0.01)
+    await counted_refresh(result, before)
 
 
 async def filled(
@@ -212,6 +210,20 @@ async def filled(
     source.values[key] = value
     assert await cache.get_many(COUNTS, [key], source) == {key: value}
     return cache, source
+
+
+async def lose_in_redis(cache: Cache, source: Source, key: int, value: int) -> None:
+    """Delete `key`'s Redis copy, as a write does, and give the source its new `value`."""
+    assert cache._redis is not None
+    await cache._redis.delete(f"bff:cache:refresh-test:test:{key}")
+    source.values[key] = value
+
+
+async def counted_refresh(result: str, before: float) -> None:
+    """Wait until a background refresh is counted with `result` past `before`."""
+    async with asyncio.timeout(5):
+        while refreshes(result) == before:
+            await asyncio.sleep(0.01)
 
 
 async def test_a_hot_entry_is_refreshed_from_redis_before_it_expires(
@@ -229,9 +241,7 @@ async def test_an_entry_redis_no_longer_holds_expires_and_is_loaded_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache, source = await filled(redis_server, monkeypatch, 6, 60)
-    assert cache._redis is not None
-    await cache._redis.delete("bff:cache:refresh-test:test:6")  # as a write on another instance does
-    source.values[6] = 61
+    await lose_in_redis(cache, source, 6, 61)  # a write on another instance
     await read_in_its_last_quarter(cache, 6, 60, "gone")  # still within its bound
     # Settled: later reads until its expiry do not ask Redis again.
     assert cache.held(COUNTS, [6]) == {6: 60} and cache.local.due == {}
@@ -271,9 +281,7 @@ async def test_an_entry_read_just_after_its_expiry_is_answered_and_revalidated_f
     await asyncio.sleep(TTL * 1.2)  # expired, never read in its last quarter: no refresh-ahead
     assert cache.held(COUNTS, [11]) == {11: 110}  # answered at once, no request waits on Redis
     assert stale_hits() == before + 1
-    async with asyncio.timeout(5):
-        while refreshes("refreshed") == refreshed:
-            await asyncio.sleep(0.01)
+    await counted_refresh("refreshed", refreshed)
     # Renewed from Redis: a fresh entry again, with no load from the source.
     assert cache.held(COUNTS, [11]) == {11: 110} and stale_hits() == before + 1
     assert await cache.get_many(COUNTS, [11], source) == {11: 110}
@@ -285,15 +293,11 @@ async def test_an_expired_entry_redis_lost_is_answered_once_then_loaded_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache, source = await filled(redis_server, monkeypatch, 12, 120)
-    assert cache._redis is not None
-    await cache._redis.delete("bff:cache:refresh-test:test:12")  # as a write whose message was lost
-    source.values[12] = 121
+    await lose_in_redis(cache, source, 12, 121)  # a write whose message was lost
     gone = refreshes("gone")
     await asyncio.sleep(TTL * 1.2)
     assert cache.held(COUNTS, [12]) == {12: 120}  # stale, while Redis is asked
-    async with asyncio.timeout(5):
-        while refreshes("gone") == gone:
-            await asyncio.sleep(0.01)
+    await counted_refresh("gone", gone)
     assert cache.held(COUNTS, [12]) == {}  # Redis had nothing: not answered stale again
     assert await cache.get_many(COUNTS, [12], source) == {12: 121}
     assert len(source.calls) == 2
