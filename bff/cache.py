@@ -85,6 +85,8 @@ WARMED = Counter(
 REDIS_TIMEOUT_SECONDS = 1.0
 WARM_TIMEOUT_SECONDS = 5.0  # a start never waits longer than this for its warm-up
 WARM_BATCH = 1_000  # keys per SCAN step and per MGET
+REFRESH_BATCH = 256  # keys per refresh MGET: other requests run between two
+WARM_JITTER = 0.5  # copied entries live 50-100% of the TTL: they do not all expire together
 VERSION_TTL_SECONDS = 86_400  # far beyond any fetch: a version never expires under a fetch in flight
 
 # KEYS: value, version pairs. ARGV[1]: ttl; then per pair the version read with the miss and the payload.
@@ -260,7 +262,7 @@ class Cache:
                 value = namespace.decode(payload)
             except Exception:  # another release's format, say: it is loaded again on a miss
                 continue
-            self.local.set((namespace.name, key), value, since)
+            self.local.set((namespace.name, key), value, since, jitter=WARM_JITTER)
             copied += 1
             if copied >= room:
                 break
@@ -354,8 +356,11 @@ class Cache:
                 for name, keys in due.items():
                     wanted = [k for k in keys if self.local.is_due((name, k))]
                     namespace = self._shared.get(name)
-                    if wanted and namespace is not None:
-                        await self._refresh(namespace, wanted)
+                    if namespace is not None:
+                        # In steps: a refresh of thousands of keys (a warm start's entries
+                        # expiring together, say) decoded in one go would stall every request.
+                        for start in range(0, len(wanted), REFRESH_BATCH):
+                            await self._refresh(namespace, wanted[start : start + REFRESH_BATCH])
         finally:
             self._refresher = None
 

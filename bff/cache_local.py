@@ -95,15 +95,20 @@ class LocalLayer:
         else:
             self._entries[key] = (entry[0], entry[1], None)  # same place in the LRU order
 
-    def set(self, key: tuple[str, Hashable], value: Any, fetched_since: float) -> None:
-        """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile."""
+    def set(
+        self, key: tuple[str, Hashable], value: Any, fetched_since: float, jitter: float | None = None
+    ) -> None:
+        """Store `value` read after `fetched_since`, unless the key was invalidated meanwhile.
+
+        Its lifetime is between 1 - `jitter` (default TTL_JITTER) and all of the TTL."""
         if self.max_entries <= 0 or fetched_since <= self._cleared_at:
             return
         if self._invalidated.get(key, -float("inf")) >= fetched_since:
             return
         # A lifetime between 80% and 100% of the TTL: what one burst filled (a warm-up, a
         # restart) does not all expire in the same second and miss together.
-        lifetime = self.ttl * (1.0 - TTL_JITTER * random.random())
+        spread = TTL_JITTER if jitter is None else jitter
+        lifetime = self.ttl * (1.0 - spread * random.random())
         self._entries[key] = (time.monotonic() + lifetime, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
