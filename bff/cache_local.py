@@ -47,7 +47,8 @@ class LocalLayer:
         """
         entries = self._entries
         now = time.monotonic()
-        soon = now + self.ttl * REFRESH_AHEAD if refresh else now
+        # Without refresh the window is empty: an entry is live until its expiry, no longer.
+        floor, soon = self._window(now) if refresh else (now, now)
         found: dict[Any, Any] = {}
         due: list[Hashable] | None = None
         for key in keys:
@@ -58,7 +59,7 @@ class LocalLayer:
             expires = entry[0]
             if expires <= soon:
                 if expires <= now:
-                    if not refresh or len(entry) != 2 or expires <= now - self.ttl * STALE_WHILE_REVALIDATE:
+                    if len(entry) != 2 or expires <= floor:  # settled, or past the stale window
                         del entries[full]
                         continue
                     self.stale_hits += 1
@@ -79,9 +80,13 @@ class LocalLayer:
         entry = self._entries.get(key)
         if entry is None or len(entry) != 2:
             return False
-        now = time.monotonic()
-        expires: float = entry[0]
-        return now - self.ttl * STALE_WHILE_REVALIDATE < expires <= now + self.ttl * REFRESH_AHEAD
+        floor, soon = self._window(time.monotonic())
+        return bool(floor < entry[0] <= soon)
+
+    def _window(self, now: float) -> tuple[float, float]:
+        """The expiry times an entry read at `now` is due for a refresh between: from
+        STALE_WHILE_REVALIDATE ago (answered stale) to REFRESH_AHEAD ahead."""
+        return now - self.ttl * STALE_WHILE_REVALIDATE, now + self.ttl * REFRESH_AHEAD
 
     def settle(self, key: tuple[str, Hashable]) -> None:
         """A refresh was tried and could not renew `key`: keep its entry to its expiry without
@@ -105,8 +110,8 @@ class LocalLayer:
             return
         if self._invalidated.get(key, -float("inf")) >= fetched_since:
             return
-        # A lifetime between 80% and 100% of the TTL: what one burst filled (a warm-up, a
-        # restart) does not all expire in the same second and miss together.
+        # A lifetime between 1 - spread and all of the TTL (80-100% by default): what one burst
+        # filled (a warm-up, a restart) does not all expire in the same second and miss together.
         spread = TTL_JITTER if jitter is None else jitter
         lifetime = self.ttl * (1.0 - spread * random.random())
         self._entries[key] = (time.monotonic() + lifetime, value)
