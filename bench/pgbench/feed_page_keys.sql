@@ -1,0 +1,3 @@
+-- The Home feed's first page as resolvers/feed.py reads it since decision 41: keys by index-only scans, then 21 rows by key.
+\set viewer random(1, 10000)
+SELECT p.id, p.author_id, p.body, p.created_at, EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = p.id) AS liked FROM ( SELECT t.id, t.created_at FROM follows f CROSS JOIN LATERAL ( SELECT id, created_at FROM posts WHERE author_id = f.followee_id ORDER BY created_at DESC, id DESC LIMIT 21 ) t WHERE f.follower_id = :viewer ORDER BY t.created_at DESC, t.id DESC LIMIT 21) page JOIN posts p ON p.id = page.id ORDER BY page.created_at DESC, page.id DESC;

@@ -1,0 +1,3 @@
+-- The Home feed's first page as resolvers/feed.py read it before decision 41: whole rows of each followee's newest 21.
+\set viewer random(1, 10000)
+SELECT page.id, page.author_id, page.body, page.created_at, EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = page.id) AS liked FROM ( SELECT p.id, p.author_id, p.body, p.created_at FROM follows f CROSS JOIN LATERAL ( SELECT id, author_id, body, created_at FROM posts WHERE author_id = f.followee_id ORDER BY created_at DESC, id DESC LIMIT 21 ) p WHERE f.follower_id = :viewer ORDER BY p.created_at DESC, p.id DESC LIMIT 21) page ORDER BY page.created_at DESC, page.id DESC;
