@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
@@ -87,16 +89,19 @@ WARM_TIMEOUT_SECONDS = 5.0  # a start never waits longer than this for its warm-
 WARM_BATCH = 1_000  # keys per SCAN step and per MGET
 REFRESH_BATCH = 256  # keys per refresh MGET: other requests run between two
 WARM_JITTER = 0.5  # copied entries live 50-100% of the TTL: they do not all expire together
+# Redis copies live 80-100% of CACHE_REDIS_TTL_SECONDS: keys filled in one burst (a cold start,
+# a busy minute) do not all leave Redis in the same second, which would send their readers to
+# the database together once refresh-ahead finds them gone.
+REDIS_TTL_JITTER = 0.2
 VERSION_TTL_SECONDS = 86_400  # far beyond any fetch: a version never expires under a fetch in flight
 
-# KEYS: value, version pairs. ARGV[1]: ttl; then per pair the version read with the miss and the payload.
+# KEYS: value, version pairs. ARGV, per pair: the version read with the miss, the payload, its TTL.
 _FILL = """
-local ttl = ARGV[1]
 for i = 1, #KEYS, 2 do
-  local seen = ARGV[i + 1]
+  local a = (i - 1) / 2 * 3
   local now = redis.call('GET', KEYS[i + 1]) or ''
-  if now == seen then
-    redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl)
+  if now == ARGV[a + 1] then
+    redis.call('SET', KEYS[i], ARGV[a + 2], 'EX', ARGV[a + 3])
   end
 end
 return 0
@@ -497,11 +502,11 @@ class Cache:
     async def _store(self, namespace: Namespace[V], loaded: dict[K, V], versions: dict[K, bytes]) -> None:
         assert self._fill is not None
         keys: list[str] = []
-        args: list[Any] = [self._redis_ttl]
+        args: list[Any] = []
         for key, value in loaded.items():
             name = self._key(namespace.name, key)
             keys += [name, self._version(name)]
-            args += [versions.get(key, b""), namespace.encode(value)]
+            args += [versions.get(key, b""), namespace.encode(value), self._redis_lifetime()]
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 await self._fill(keys=keys, args=args)
@@ -536,6 +541,11 @@ class Cache:
         if self._broker is not None:
             event = {"origin": self._origin, "namespace": name, "keys": list(keys)}
             await self._broker.publish(self._channel, orjson.dumps(event))
+
+    def _redis_lifetime(self) -> int:
+        """Whole seconds (EX takes no fraction), between 1 - REDIS_TTL_JITTER and all of the TTL."""
+        floor = max(1, math.ceil(self._redis_ttl * (1 - REDIS_TTL_JITTER)))
+        return random.randint(floor, max(floor, int(self._redis_ttl)))
 
     def _key(self, namespace: str, key: Hashable) -> str:
         return f"{self._prefix}{namespace}:{key}"

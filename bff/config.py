@@ -203,7 +203,8 @@ class Settings(BaseSettings):
     cache_redis_ttl_seconds: int = Field(
         300,
         ge=1,
-        description="Redis cache entries and leaderboard sets are rebuilt from the database after this",
+        description="Redis cache entries are rebuilt from the database after 80-100% of this (spread so a burst "
+        "of fills does not expire together), leaderboard sets after all of it",
     )
     batch_max_operations: int = Field(
         0, ge=0, le=50, description="operations one batched POST (a JSON array) may hold; 0 = batching off"

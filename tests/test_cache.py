@@ -411,6 +411,23 @@ async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_serve
     await cache.close()
 
 
+async def test_keys_filled_in_one_burst_leave_redis_spread_over_the_last_fifth_of_the_ttl(
+    redis_server: RedisServer,
+) -> None:
+    client = Redis.from_url(await fresh_redis_url(redis_server))
+    cache = Cache(
+        enabled=True, local=LocalLayer(500, 60), redis=client, scope="spread-test", redis_ttl_seconds=300
+    )
+    source = Source()
+    keys = list(range(200))
+    assert await cache.get_many(COUNTS, keys, source) == dict.fromkeys(keys, 0)
+    assert source.calls == [keys]  # one load, one fill: a burst
+    ttls = [await client.ttl(f"bff:cache:spread-test:test:{key}") for key in keys]
+    assert all(239 <= ttl <= 300 for ttl in ttls), ttls  # 240-300 s, less a second the test may take
+    assert len(set(ttls)) >= 20  # spread, not one expiry for the whole burst
+    await cache.close()
+
+
 async def test_the_sorted_set_ranks_ties_by_user_id_and_keeps_only_the_top(redis_server: RedisServer) -> None:
     client = Redis.from_url(await fresh_redis_url(redis_server))
     rankings = Rankings(client, "test:lb:", ttl_seconds=60, size=3)
