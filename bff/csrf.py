@@ -19,7 +19,7 @@ them. `off` disables the check.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from collections.abc import Mapping
 
 NON_PREFLIGHTED_CONTENT_TYPES = frozenset(
     {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
@@ -44,7 +44,7 @@ def _essence(content_type: str) -> str | None:
     return essence
 
 
-def preflighted(headers: Headers) -> bool:
+def preflighted(headers: Mapping[str, str]) -> bool:
     """Whether a browser must have sent a CORS preflight before this request (Apollo's test)."""
     content_type = headers.get("content-type")
     if content_type is not None:
@@ -54,11 +54,11 @@ def preflighted(headers: Headers) -> bool:
     return any(headers.get(name) for name in PREFLIGHT_HEADERS)
 
 
-def looks_like_browser(headers: Headers) -> bool:
+def looks_like_browser(headers: Mapping[str, str]) -> bool:
     return any(name in headers for name in BROWSER_MARKS)
 
 
-def refused(headers: Headers, mode: str) -> bool:
+def refused(headers: Mapping[str, str], mode: str) -> bool:
     """True when the request must be refused as a potential CSRF."""
     if mode == "off" or preflighted(headers):
         return False

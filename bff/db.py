@@ -10,6 +10,7 @@ costs, and on a Prometheus counter.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -38,7 +39,12 @@ class StatementCounter:
     def add(self, sql: str) -> None:
         self.count += 1
         if len(self.statements) < 200:
-            self.statements.append(" ".join(sql.split())[:200])
+            self.statements.append(_one_line(sql))
+
+
+@functools.lru_cache(maxsize=2048)  # statement texts are fixed in code: normalised once each
+def _one_line(sql: str) -> str:
+    return " ".join(sql.split())[:200]
 
 
 current_counter: contextvars.ContextVar[StatementCounter | None] = contextvars.ContextVar(
@@ -95,6 +101,7 @@ class Database:
     ) -> None:
         self.url = normalise_url(url)
         self.dialect: Dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self._statements_total = SQL_STATEMENTS.labels(self.dialect)  # `labels()` once, not per statement
         options: dict[str, Any]
         if self.dialect == "postgresql":
             server_settings = {"application_name": "bff"}
@@ -149,7 +156,7 @@ class Database:
         return row
 
     def _count(self, sql: str) -> None:
-        SQL_STATEMENTS.labels(self.dialect).inc()
+        self._statements_total.inc()
         counter = current_counter.get()
         if counter is not None:
             counter.add(sql)

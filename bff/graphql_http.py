@@ -34,7 +34,7 @@ from bff.documents import DocumentCache, DocumentRefused, PreparedDocument
 from bff.edge import Edge
 from bff.errors import BffError, ErrorCode, error_extensions, format_error, report_exception
 from bff.http_cache import Hint
-from bff.observability import ERRORS, REQUEST_SECONDS, operation_label
+from bff.observability import ERRORS, operation_label, request_seconds
 from bff.services import Services
 from resolvers.context import Context
 
@@ -118,6 +118,20 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
+def headers_of(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict (lower-case names, the first of repeated ones, as
+    Starlette's `Headers.get` answers), built once per request: `Headers.get` scans the raw list
+    per call and raises and catches a KeyError for each absent header, and a request reads ~10."""
+    scope = request.scope
+    found: dict[str, str] | None = scope.get("bff.headers")
+    if found is None:
+        found = scope["bff.headers"] = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])
+        }
+    return found
+
+
 def wants_html(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "text/html" in accept and not request.query_params.get("query")
@@ -147,7 +161,8 @@ class GraphQLHTTP:
 
     async def _handle(self, request: Request) -> Response:
         state = request.scope.setdefault("state", {})
-        media = negotiate(request.headers.get("accept"))
+        headers = headers_of(request)
+        media = negotiate(headers.get("accept"))
         if media is None:
             return self._refusal(
                 RequestRefused(
@@ -157,7 +172,7 @@ class GraphQLHTTP:
                 state,
             )
         try:
-            if csrf.refused(request.headers, self.settings.csrf_prevention):
+            if csrf.refused(headers, self.settings.csrf_prevention):
                 raise RequestRefused(400, ErrorCode.BAD_REQUEST, csrf.MESSAGE)
             params = await self._params(request)
             if isinstance(params, Batch):
@@ -216,7 +231,7 @@ class GraphQLHTTP:
             return self._checked(params)
         if request.method != "POST":
             raise RequestRefused(405, ErrorCode.METHOD_NOT_ALLOWED, "Use GET or POST", {"Allow": "GET, POST"})
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = headers_of(request).get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             raise RequestRefused(
                 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "POST a JSON body (Content-Type: application/json)"
@@ -243,7 +258,7 @@ class GraphQLHTTP:
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers_of(request).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestRefused(
                 413, ErrorCode.PAYLOAD_TOO_LARGE, f"Request bodies hold at most {limit} bytes"
@@ -306,7 +321,7 @@ class GraphQLHTTP:
         if kind is OperationType.MUTATION and request.method == "GET":
             raise RequestRefused(405, ErrorCode.METHOD_NOT_ALLOWED, "Mutations need POST", {"Allow": "POST"})
         try:
-            viewer = await self.services.tokens.authenticate(request.headers.get("authorization"))
+            viewer = await self.services.tokens.authenticate(headers_of(request).get("authorization"))
         except BffError as error:
             raise RequestRefused(
                 401,
@@ -327,7 +342,7 @@ class GraphQLHTTP:
                 {"retryAfter": wait},
             )
         answer = partial(self._answer, request, params, media, prepared, name, kind, viewer, started)
-        key = request.headers.get("idempotency-key")
+        key = headers_of(request).get("idempotency-key")
         if kind is OperationType.MUTATION and key is not None:
             fingerprint = idempotency.fingerprint(_source(prepared), name, params.get("variables"))
             return await self._idempotent(key, owner, fingerprint, state, answer)
@@ -367,7 +382,7 @@ class GraphQLHTTP:
             context.drop_loaders()  # no reference cycle left for the collector to find
             current_counter.reset(token)
             state["sql_statements"] = counter.count
-            REQUEST_SECONDS.labels(operation_label(name), kind.value).observe(time.perf_counter() - started)
+            request_seconds(operation_label(name), kind.value).observe(time.perf_counter() - started)
         # Errors without a path come from before execution (variable coercion): a request error,
         # answered without `data`. Field errors (with a path) keep `data`, even when it is null.
         request_error = (
@@ -377,7 +392,9 @@ class GraphQLHTTP:
         response = self._result_response(result, media, status, state, with_data=not request_error)
         if kind is OperationType.QUERY and status == 200 and not result.errors:
             policy = self.edge.cache.policy(prepared.document, name)
-            return http_cache.conditional(request.headers, response, policy.for_viewer(viewer is not None))
+            return http_cache.conditional(
+                headers_of(request), response, policy.for_viewer(viewer is not None)
+            )
         return response
 
     async def _idempotent(

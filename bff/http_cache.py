@@ -14,12 +14,12 @@ compared without those marks, so a client holding either representation gets its
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import xxhash
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -32,7 +32,6 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
 )
-from starlette.datastructures import Headers
 from starlette.responses import Response
 
 Scope = Literal["PUBLIC", "PRIVATE"]
@@ -169,8 +168,10 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
 
 
 def etag(body: bytes) -> str:
-    """A strong validator: the hash of the exact bytes (uncompressed)."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    """A strong validator: the hash of the exact bytes (uncompressed). XXH3-128, not a
+    cryptographic hash: the body is ours, so nobody picks bytes to collide with another's
+    validator, and it is ~60x cheaper than blake2b on a Home body (decision 44)."""
+    return '"' + xxhash.xxh3_128_hexdigest(body) + '"'
 
 
 def _opaque(tag: str) -> str:
@@ -196,7 +197,7 @@ def matching_tag(if_none_match: str | None, current: str) -> str | None:
     return None
 
 
-def conditional(headers: Headers, response: Response, policy: Policy) -> Response:
+def conditional(headers: Mapping[str, str], response: Response, policy: Policy) -> Response:
     """A query's 200 answer with its Cache-Control and ETag, or 304 when the client has it."""
     tag = etag(bytes(response.body))
     cache_control = policy.header()

@@ -9,7 +9,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bff.observability import HTTP_RESPONSES, IN_FLIGHT
+from bff.observability import IN_FLIGHT, http_responses
 
 log = structlog.get_logger("bff.access")
 # A client-supplied id is echoed only when it is short and printable: logs must not be injectable.
@@ -59,7 +59,7 @@ class RequestContextMiddleware:
             IN_FLIGHT.dec()
             path = scope["path"]
             label = path if path in _KNOWN_PATHS else ("/static" if path.startswith("/static/") else "other")
-            HTTP_RESPONSES.labels(label, str(status)).inc()
+            http_responses(label, status).inc()
             state = scope["state"]
             log.info(
                 "request",

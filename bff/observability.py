@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -23,6 +24,19 @@ IN_FLIGHT = Gauge("bff_http_requests_in_flight", "HTTP requests being served")
 # Operation names come from clients: past this many distinct names, new ones are counted as "other".
 MAX_OPERATION_LABELS = 200
 _seen_operations: set[str] = set()
+
+
+# The labelled children of the per-request metrics, looked up once each: `labels()` costs a lock
+# and a tuple per call. Bounded: operation labels are (MAX_OPERATION_LABELS), and so are the
+# paths, statuses and kinds this app answers with.
+@functools.cache
+def request_seconds(operation: str, kind: str) -> Histogram:
+    return REQUEST_SECONDS.labels(operation, kind)
+
+
+@functools.cache
+def http_responses(path: str, status: int) -> Counter:
+    return HTTP_RESPONSES.labels(path, str(status))
 
 
 def operation_label(name: str | None) -> str:
