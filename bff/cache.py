@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import math
 import random
@@ -62,7 +63,9 @@ ERRORS = Counter(
 
 REFRESHES = Counter(
     "bff_cache_refreshes_total",
-    "In-process entries re-read from Redis before they expired (refresh-ahead), by result",
+    "In-process entries renewed before they expired (refresh-ahead), by result: refreshed (from "
+    "Redis), reloaded (from the database, Redis had lost it), gone (left to expire), failed (the "
+    "reload failed: left to expire)",
     ["namespace", "result"],
 )
 
@@ -157,6 +160,8 @@ class Cache:
         # Refresh-ahead: shared namespaces by name, and the one task re-reading due entries.
         self._shared: dict[str, Namespace[Any]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        # Refresh-through: namespace name -> a loader needing no request (`reload_from`).
+        self._reloaders: dict[str, Callable[[list[Any]], Awaitable[dict[Any, Any]]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, broker: Broker) -> Cache:
@@ -340,20 +345,29 @@ class Cache:
         if refresh and local.due:
             self._shared[namespace.name] = namespace
             if self._refresher is None:
+                # In a context of its own: the request that happens to start it must not count
+                # its reloads' statements (StatementCounter) or lend them its log fields.
                 self._refresher = asyncio.get_running_loop().create_task(
-                    self._refresh_due(), name="bff-cache-refresh"
+                    self._refresh_due(), name="bff-cache-refresh", context=contextvars.Context()
                 )
         return found
+
+    def reload_from(self, namespace: Namespace[K], load: Callable[[list[K]], Awaitable[dict[K, V]]]) -> None:
+        """Let refresh-ahead reload `namespace`'s hot keys from the database with `load` when
+        their Redis copy is gone (decision 46). `load` must need no request: it runs in the
+        background, for whichever keys requests found due."""
+        self._reloaders[namespace.name] = load
 
     async def _refresh_due(self) -> None:
         """Re-read from Redis, in the background, what requests found in its last quarter of life.
 
         A hot key then never expires on a request's path: its readers do not wait for a Redis
-        round trip (a loop turn behind every other request) every CACHE_LOCAL_TTL_SECONDS. Only
-        Redis is read: an entry Redis no longer has (a write deleted it, or its TTL ended) is
-        left to expire and be loaded by the next miss, as before. The staleness bound is the
-        same as a miss's: a value is stored only if no invalidation of its key came after the
-        read began (`LocalLayer.set`), and Redis holds no value older than the last write.
+        round trip (a loop turn behind every other request) every CACHE_LOCAL_TTL_SECONDS. An
+        entry Redis no longer has (a write deleted it, or its TTL ended) is reloaded from the
+        database here when its namespace has a reloader (`reload_from`, decision 46), else left
+        to expire and be loaded by the next miss. The staleness bound is the same as a miss's:
+        a value is stored only if no invalidation of its key came after the read began
+        (`LocalLayer.set`), and Redis holds no value older than the last write.
         """
         try:
             while self.local.due:
@@ -373,21 +387,47 @@ class Cache:
         name = namespace.name
         since = time.monotonic()
         raw = await self._mget(name, [self._key(name, k) for k in keys], "refresh", "cache_refresh_failed")
-        refreshed = 0
-        for i, key in enumerate(keys):
-            payload = raw[i] if raw is not None else None
+        if raw is None:  # Redis failed: left to expire, not asked for again by every read
+            for key in keys:
+                self.local.settle((name, key))
+            return
+        gone: list[Hashable] = []
+        for key, payload in zip(keys, raw, strict=True):
             if payload is not None:
                 self.local.set((name, key), namespace.decode(payload), since)
-                refreshed += 1
             else:
-                # Redis no longer holds it (or failed): left to expire as before, and not asked
-                # for again by every read until then; one already expired (answered stale
-                # meanwhile) goes now, so the next read loads it.
+                gone.append(key)  # its Redis copy reached its TTL, or a write deleted it
+        if len(gone) < len(keys):
+            REFRESHES.labels(name, "refreshed").inc(len(keys) - len(gone))
+        if gone:
+            await self._reload(namespace, gone)
+
+    async def _reload(self, namespace: Namespace[Any], keys: list[Hashable]) -> None:
+        """Keys hot in this process whose Redis copy is gone: from the database now, in the
+        background, when the namespace has a reloader (decision 46); else, as before, left to
+        expire and be loaded by the next reader's miss."""
+        name = namespace.name
+        load = self._reloaders.get(name)
+        values: dict[Any, Any] = {}
+        inflight = self._inflight
+        keys = [key for key in keys if (name, key) not in inflight]  # a reader's miss stores those
+        result = "gone"
+        if load is not None and keys:
+            try:
+                # As a miss: single-flight with readers, version-checked fill of both layers.
+                values = await self._fetch(namespace, keys, load)
+            except Exception as exc:  # the database failed: readers load it themselves later
+                result = "failed"
+                log.warning("cache_reload_failed", namespace=name, error=type(exc).__name__)
+            else:
+                REFRESHES.labels(name, "reloaded").inc(len(values))
+        unresolved = [key for key in keys if key not in values]  # no reloader, failed, or no row
+        if unresolved:
+            REFRESHES.labels(name, result).inc(len(unresolved))
+            # Not asked for again by every read until its expiry; one already expired
+            # (answered stale meanwhile) goes now, so the next read loads it.
+            for key in unresolved:
                 self.local.settle((name, key))
-        if refreshed:
-            REFRESHES.labels(name, "refreshed").inc(refreshed)
-        if raw is not None and refreshed < len(keys):
-            REFRESHES.labels(name, "gone").inc(len(keys) - refreshed)
 
     async def _mget(self, namespace: str, redis_keys: list[str], op: str, event: str) -> list[Any] | None:
         """MGET within the Redis timeout; None when Redis fails (counted as `op`, logged as `event`)."""

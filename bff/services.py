@@ -17,7 +17,7 @@ from realtime.broker import Broker, from_url
 from realtime.coalesce import Coalescer
 from realtime.presence import Presence
 from resolvers.context import Context
-from resolvers.loaders import WARMED_ON_START
+from resolvers.loaders import WARMED_ON_START, background_reloads
 
 C = TypeVar("C", bound=Context)
 
@@ -36,6 +36,8 @@ class Services:
 
     def __post_init__(self) -> None:
         self.persisted = PersistedOperations(self.settings, self.db)
+        for namespace, load in background_reloads(self.db):
+            self.cache.reload_from(namespace, load)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -211,6 +211,33 @@ LIKE_COUNTS: Namespace[int] = Namespace("likes", lambda n: str(n).encode(), lamb
 WARMED_ON_START = (USERS, LIKE_COUNTS)
 
 
+async def users_from_db(db: Database, ids: list[int]) -> dict[int, UserRow]:
+    rows = await db.fetch_all(
+        "SELECT id, handle, display_name, avatar_url, created_at FROM users WHERE " + db.in_list("id", "ids"),
+        {"ids": ids},
+    )
+    return {r["id"]: UserRow.from_db(r) for r in rows}
+
+
+async def like_counts_from_db(db: Database, ids: list[int]) -> dict[int, int]:
+    rows = await db.fetch_all(
+        "SELECT post_id, COUNT(*) AS like_count FROM likes WHERE "
+        + db.in_list("post_id", "ids")
+        + " GROUP BY post_id",
+        {"ids": ids},
+    )
+    counts = {r["post_id"]: int(r["like_count"]) for r in rows}
+    return {i: counts.get(i, 0) for i in ids}  # posts nobody likes are cached as 0 too
+
+
+def background_reloads(
+    db: Database,
+) -> list[tuple[Namespace[Any], Callable[[list[int]], Awaitable[dict[int, Any]]]]]:
+    """What the cache reloads from the database by itself when a hot key's Redis copy is gone
+    (`Cache.reload_from`): the kinds every Home reads, by loaders that need no request."""
+    return [(USERS, partial(users_from_db, db)), (LIKE_COUNTS, partial(like_counts_from_db, db))]
+
+
 def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str, Any]]:
     return {row[column]: row for row in rows}
 
@@ -280,12 +307,7 @@ class Loaders:
         return [found.get(i) for i in ids]
 
     async def _users_from_db(self, ids: list[int]) -> dict[int, UserRow]:
-        rows = await self.db.fetch_all(
-            "SELECT id, handle, display_name, avatar_url, created_at FROM users WHERE "
-            + self.db.in_list("id", "ids"),
-            {"ids": ids},
-        )
-        return {r["id"]: UserRow.from_db(r) for r in rows}
+        return await users_from_db(self.db, ids)
 
     async def _posts(self, ids: list[int]) -> list[PostRow | None]:
         rows = await self.db.fetch_all(
@@ -300,14 +322,7 @@ class Loaders:
         return [found.get(i, 0) for i in ids]
 
     async def _like_counts_from_db(self, ids: list[int]) -> dict[int, int]:
-        rows = await self.db.fetch_all(
-            "SELECT post_id, COUNT(*) AS like_count FROM likes WHERE "
-            + self.db.in_list("post_id", "ids")
-            + " GROUP BY post_id",
-            {"ids": ids},
-        )
-        counts = {r["post_id"]: int(r["like_count"]) for r in rows}
-        return {i: counts.get(i, 0) for i in ids}  # posts nobody likes are cached as 0 too
+        return await like_counts_from_db(self.db, ids)
 
     async def _viewer_liked(self, ids: list[int]) -> list[bool]:
         if self.viewer_id is None:

@@ -24,7 +24,7 @@ from bff.app import create_app
 from bff.cache import Cache, Namespace
 from bff.cache_local import LocalLayer
 from bff.config import Settings
-from bff.db import Database
+from bff.db import Database, StatementCounter, current_counter
 from bff.rankings import Rankings
 from realtime.memory import MemoryBroker
 from resolvers.loaders import USERS
@@ -268,6 +268,61 @@ async def test_a_refresh_redis_fails_leaves_the_entry_to_expire_without_retrying
     await cache.close()
 
 
+class Reloader(Source):
+    """A background reloader: also notes whether a request's statement counter was current."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counters: list[object] = []
+        self.fail = False
+
+    async def __call__(self, keys: list[int]) -> dict[int, int]:
+        self.counters.append(current_counter.get())
+        if self.fail:
+            raise ConnectionError("the database is down")
+        return await super().__call__(keys)
+
+
+async def test_a_hot_entry_redis_lost_is_reloaded_from_the_database_in_the_background(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, source = await filled(redis_server, monkeypatch, 15, 150)
+    reloader = Reloader()
+    cache.reload_from(COUNTS, reloader)
+    await lose_in_redis(cache, source, 15, 151)  # its TTL ended, or a write deleted it
+    reloader.values[15] = 151
+    counter = StatementCounter()
+    token = current_counter.set(counter)  # the request whose read starts the refresh
+    try:
+        await read_in_its_last_quarter(cache, 15, 150, "reloaded")
+    finally:
+        current_counter.reset(token)
+    assert reloader.calls == [[15]] and reloader.counters == [None]  # not on that request's count
+    # Renewed in both layers: no reader waits on a load, here or on another instance.
+    assert cache.held(COUNTS, [15]) == {15: 151}
+    await asyncio.sleep(TTL * 0.3)  # past the first expiry
+    assert await cache.get_many(COUNTS, [15], source) == {15: 151}
+    assert len(source.calls) == 1
+    assert cache._redis is not None and await cache._redis.get("bff:cache:refresh-test:test:15") == b"151"
+    await cache.close()
+
+
+async def test_a_reload_the_database_fails_leaves_the_entry_to_expire(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, source = await filled(redis_server, monkeypatch, 16, 160)
+    reloader = Reloader()
+    reloader.fail = True
+    cache.reload_from(COUNTS, reloader)
+    await lose_in_redis(cache, source, 16, 161)
+    await read_in_its_last_quarter(cache, 16, 160, "failed")
+    assert cache.held(COUNTS, [16]) == {16: 160} and cache.local.due == {}  # settled: no retry per read
+    await asyncio.sleep(TTL * 0.3)  # expired: the next read loads it
+    assert await cache.get_many(COUNTS, [16], source) == {16: 161}
+    assert len(reloader.counters) == 1
+    await cache.close()
+
+
 def stale_hits() -> float:
     labels = {"namespace": "test", "layer": "local", "result": "stale"}
     return REGISTRY.get_sample_value("bff_cache_requests_total", labels) or 0.0
@@ -389,6 +444,40 @@ async def test_an_app_starts_with_the_users_an_earlier_instance_cached(
         cache = second.state.services.cache
         assert cache.held(USERS, [1]).keys() == {1}  # before any request of its own
         assert len(cache.local) >= 2
+
+
+async def test_an_app_reloads_a_hot_user_whose_redis_copy_is_gone_from_its_database(
+    redis_server: RedisServer, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bff.cache_local.TTL_JITTER", 0.0)
+    settings = make_settings(redis_url=await fresh_redis_url(redis_server), cache_local_ttl_seconds=TTL)
+    application = create_app(settings)
+    async with LifespanManager(application):
+        cache: Cache = application.state.services.cache
+        assert cache._reloaders.keys() == {USERS.name, "likes"}  # wired by Services
+        token = application.state.services.tokens.issue(1)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bff") as client:
+
+            async def viewer() -> Any:
+                response = await client.post(
+                    "/graphql",
+                    json={"query": "{ viewer { handle } }"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                return response.json()["data"]["viewer"]["handle"]
+
+            handle = await viewer()
+            redis_key = cache._key(USERS.name, 1)
+            assert cache._redis is not None and await cache._redis.delete(redis_key) == 1
+            labels = {"namespace": USERS.name, "result": "reloaded"}
+            before = REGISTRY.get_sample_value("bff_cache_refreshes_total", labels) or 0.0
+            await asyncio.sleep(TTL * 0.8)
+            assert await viewer() == handle  # from the in-process layer, which notes it due
+            async with asyncio.timeout(5):
+                while (REGISTRY.get_sample_value("bff_cache_refreshes_total", labels) or 0.0) == before:
+                    await asyncio.sleep(0.01)
+            assert await cache._redis.get(redis_key) is not None  # refilled from the database
 
 
 async def test_a_redis_fill_that_lost_a_race_with_a_write_is_refused(redis_server: RedisServer) -> None:
