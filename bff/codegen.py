@@ -54,6 +54,7 @@ from bff.compiled_run import (
     is_awaitable,
     new_tuple,
 )
+from bff.known import known_attribute
 
 if TYPE_CHECKING:
     from bff.compiled_steps import DirectCall, Step
@@ -304,7 +305,16 @@ def _takes(index: int, completer: Object, namespace: dict[str, Any]) -> str:
 
 
 def _direct_call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
-    """The call `DirectCall.call` makes, written out: self, parent/root by name, a lazy info."""
+    """The call `DirectCall.call` makes, written out: self, parent/root by name, a lazy info;
+    for a resolver marked `known_as` (bff/known.py), only when its object's attribute is None."""
+    call = _call(index, direct, namespace)
+    attribute = known_attribute(direct.function)
+    if attribute is None or not direct.with_self or not _plain(attribute):
+        return call
+    return f"(q if (q := src.{attribute}) is not None else {call})"
+
+
+def _call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
     namespace[f"f{index}"] = direct.function
     arguments = ["src"] if direct.with_self else []
     arguments += [f"{name}=src" for name in direct.parent_names]

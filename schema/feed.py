@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from bff.known import known_as
 from resolvers.context import Context
 from resolvers.rows import PostRow, PostView
 from schema.node import Node
@@ -20,36 +21,46 @@ class Post(Node):
     created_at: datetime = strawberry.field(description="When it was posted (ISO 8601, UTC).")
     pk: strawberry.Private[int]
     author_pk: strawberry.Private[int]
-    # Filled by list resolvers that fetched them by plan; loaded on demand otherwise.
-    hydrated: strawberry.Private[PostView | None]
+    # Filled by list resolvers that fetched them by plan (None: loaded on demand). Compiled plans
+    # read them without calling the resolvers (bff/known.py).
+    known_like_count: strawberry.Private[int | None]
+    known_viewer_has_liked: strawberry.Private[bool | None]
+    known_author: strawberry.Private[User | None]
 
     @classmethod
     def from_row(cls, row: PostRow, view: PostView | None = None) -> Post:
+        stats = view.stats if view is not None else None
+        author = view.author if view is not None else None
         return cls(
             id=strawberry.ID(memoized_global_id("Post", row.id)),
             body=row.body,
             created_at=row.created_at,
             pk=row.id,
             author_pk=row.author_id,
-            hydrated=view,
+            known_like_count=stats.like_count if stats is not None else None,
+            known_viewer_has_liked=stats.viewer_has_liked if stats is not None else None,
+            known_author=User.from_row(author) if author is not None else None,
         )
 
     @strawberry.field(description="How many users like this post.")
+    @known_as("known_like_count")
     def like_count(self, info: Info[Context, None]) -> int:
-        if self.hydrated is not None and self.hydrated.stats is not None:
-            return self.hydrated.stats.like_count
+        if self.known_like_count is not None:
+            return self.known_like_count
         return then(info.context.loaders.like_count_by_post_id.load(self.pk), int)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Whether the signed-in viewer likes this post (false when anonymous).")
+    @known_as("known_viewer_has_liked")
     def viewer_has_liked(self, info: Info[Context, None]) -> bool:
-        if self.hydrated is not None and self.hydrated.stats is not None:
-            return self.hydrated.stats.viewer_has_liked
+        if self.known_viewer_has_liked is not None:
+            return self.known_viewer_has_liked
         return then(info.context.loaders.viewer_liked_by_post_id.load(self.pk), bool)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Who wrote the post.")
+    @known_as("known_author")
     def author(self, info: Info[Context, None]) -> User:
-        if self.hydrated is not None and self.hydrated.author is not None:
-            return User.from_row(self.hydrated.author)
+        if self.known_author is not None:
+            return self.known_author
         return then(info.context.loaders.user_by_id.load(self.author_pk), User.from_row)  # type: ignore[no-any-return]
 
 

@@ -23,6 +23,7 @@ from bff.codegen import LazyInfo, LazyResolveInfo
 from bff.compiled import compile_operation, execute_plan, execute_with_graphql_core
 from bff.compiled_complete import Object
 from bff.errors import format_error
+from bff.known import known_as
 
 
 @strawberry.enum
@@ -118,6 +119,19 @@ class Item:
         # Of class Tag, but cast as a Label: strawberry's is_type_of for Tag says no.
         return strawberry.cast(Label, tag) if self.n == 2 else tag
 
+    known_half: strawberry.Private[int | None] = None
+    half_calls: strawberry.Private[list[int] | None] = None
+
+    @strawberry.field
+    @known_as("known_half")
+    def half(self, info: Info[Any, None]) -> int:
+        # What the object was given, else worked out (as a loader would): one value either way.
+        if self.half_calls is not None:
+            self.half_calls.append(self.n)
+        if self.known_half is not None:
+            return self.known_half
+        return self.n // 2
+
     @strawberry.field
     def child(self) -> Item | None:
         return Item(n=self.n + 10, label=f"child of {self.n}", when=self.when) if self.n < 10 else None
@@ -128,7 +142,20 @@ class Query:
     @strawberry.field
     def items(self) -> list[Item]:
         when = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-        return [Item(n=n, label=f"item {n}", when=when, maybe="m" if n == 1 else None) for n in range(1, 5)]
+        return [
+            Item(
+                n=n,
+                label=f"item {n}",
+                when=when,
+                maybe="m" if n == 1 else None,
+                known_half=n // 2 if n % 2 else None,  # given to odd items only
+                half_calls=HALF_CALLS,
+            )
+            for n in range(1, 5)
+        ]
+
+
+HALF_CALLS: list[int] = []  # the items whose `half` resolver ran
 
 
 SCHEMA = strawberry.Schema(query=Query)
@@ -194,6 +221,18 @@ def test_the_generated_source_reads_attributes_and_calls_resolvers_inline() -> N
     assert "src.n" in source and "src.label" in source and "src.child" not in source
     assert "execute_field(" not in source  # no field of Item needs the generic step
     assert "LazyInfo(run" in source  # `whose` takes an info: strawberry's, made lazy in one object
+
+
+def test_a_known_value_is_read_and_the_resolver_called_only_without_one() -> None:
+    items = items_plan("{ items { n half } }")
+    source = items.execute.__source__  # type: ignore[attr-defined]
+    assert "src.known_half" in source
+    HALF_CALLS.clear()
+    answer = asyncio.run(run_three("{ items { n half } }"))
+    assert [item["half"] for item in answer["data"]["items"]] == [0, 1, 1, 2]
+    # graphql-core calls the resolver for every item, then the generated source only for the
+    # items given no value (2 and 4), then the step walk for every item again.
+    assert HALF_CALLS == [1, 2, 3, 4, 2, 4, 1, 2, 3, 4]
 
 
 class StepLike:
