@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
+from bff.known import known_as
 from resolvers import games as game_resolvers
 from resolvers.context import Context
 from resolvers.rows import GameRow, LeaderboardRow
@@ -27,6 +28,7 @@ class LeaderboardEntry:
         return cls(rank=row.entry.rank, points=row.entry.points, user_pk=row.entry.user_id, user_row=user)
 
     @strawberry.field(description="Who holds this score.")
+    @known_as("user_row")  # read without this call by generated plans (bff/known.py)
     def user(self, info: Info[Context, None]) -> User:
         # Sync when the list resolver fetched users by plan: no coroutine per entry.
         if self.user_row is not None:
