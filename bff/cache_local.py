@@ -46,7 +46,7 @@ class LocalLayer:
         too (counted in `stale_hits`). With `refresh` a hit does not move its entry either: a
         key read in its last quarter of life is renewed by its refresh (`set` moves it), so the
         order stays "least recently read" to within one TTL, which no entry outlives anyway;
-        50 keys took 6.5 µs with a move each, 4.9 µs without.
+        one call fewer per key read.
         """
         entries = self._entries
         now = time.monotonic()

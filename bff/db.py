@@ -22,6 +22,8 @@ from typing import Any, Literal, cast
 import databases
 from prometheus_client import Counter
 
+from bff.pg_lender import Lender
+
 SQL_STATEMENTS = Counter("bff_sql_statements_total", "SQL statements sent to the database", ["dialect"])
 
 # A row: a dict on SQLite, an asyncpg Record (read-only, same `row["column"]` access) on Postgres.
@@ -119,14 +121,20 @@ class Database:
             # sqlite3's `timeout` is its busy timeout: writers wait for the file lock instead of failing.
             options = {"timeout": 15}
         self._db = databases.Database(self.url, **options)
+        # Statements outside a transaction run on connections lent by this (bff/pg_lender.py).
+        self._keep = max(1, pool_max // 2)
+        self._lender: Lender | None = None
 
     async def connect(self) -> None:
+        self._lender = None  # made on first use, over the pool this connect creates
         await self._db.connect()
         if self.dialect == "sqlite":
             # WAL lets readers go on while a writer commits; it is a property of the file.
             await self._db.execute("PRAGMA journal_mode=WAL")
 
     async def disconnect(self) -> None:
+        if self._lender is not None:
+            await self._lender.close()  # kept, it stays closed: nothing is kept past this
         await self._db.disconnect()
 
     def in_list(self, column: str, param: str) -> str:
@@ -171,11 +179,12 @@ class Database:
         text, names = converted
         return text, [values[n] for n in names] if values else []
 
-    def _free_pool(self) -> Any:
-        """asyncpg's pool, when a statement may take any connection from it; else None.
+    def _free_lender(self) -> Lender | None:
+        """The lender over asyncpg's pool, when a statement may take any connection; else None.
 
-        Outside a transaction a statement needs no connection of its own: asyncpg's pool runs it
-        (acquire, statement, release). Through `databases` the same statement also built a
+        Outside a transaction a statement needs no connection of its own: it runs on one the
+        lender keeps between statements, or acquires from asyncpg's pool (bff/pg_lender.py).
+        Through `databases` the same statement also built a
         `Connection` (three asyncio locks) keyed by the current Task in a WeakKeyDictionary, and
         took and released a lock around acquire and release: ~4% of a Home request's CPU.
         Inside `transaction()` (this task, or a task it started) `databases` keeps its
@@ -184,16 +193,22 @@ class Database:
         """
         if _in_transaction.get():
             return None
-        return getattr(getattr(self._db, "_backend", None), "_pool", None)
+        lender = self._lender
+        if lender is None:
+            pool = getattr(getattr(self._db, "_backend", None), "_pool", None)
+            if pool is None:
+                return None
+            lender = self._lender = Lender(pool, self._keep)
+        return lender
 
     async def _on_postgres(self, method: str, sql: str, values: Mapping[str, Any] | None) -> Any:
         """Run asyncpg's `method` (fetch, fetchrow, fetchval, execute): straight to asyncpg, since
-        compiling each statement through SQLAlchemy cost ~14% of a Home request; on the pool
-        outside a transaction, else on the connection `databases` keeps for this task."""
+        compiling each statement through SQLAlchemy cost ~14% of a Home request; on a lent
+        connection outside a transaction, else on the connection `databases` keeps for this task."""
         text, args = self._pg(sql, values)
-        pool = self._free_pool()
-        if pool is not None:
-            return await getattr(pool, method)(text, *args)
+        lender = self._free_lender()
+        if lender is not None:
+            return await lender.run(method, text, args)
         async with self._db.connection() as conn:
             return await getattr(conn.raw_connection, method)(text, *args)
 

@@ -75,3 +75,62 @@ async def test_statements_outside_a_transaction_run_concurrently_and_are_counted
     finally:
         current_counter.reset(token)
         await db.disconnect()
+
+
+PID = "SELECT pg_backend_pid()"
+
+
+async def test_statements_one_after_another_run_on_one_kept_connection(postgres_url: str) -> None:
+    """The lender keeps what it acquired, up to half the pool, and hands it to the next statement."""
+    db = Database(postgres_url, pool_min=1, pool_max=4)
+    await db.connect()
+    try:
+        pids = [await db.fetch_val(PID) for _ in range(6)]
+        assert len(set(pids)) == 1
+        # Four at once: four connections; then it keeps half the pool (2), the rest went back.
+        await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(4)))
+        assert db._lender is not None and len(db._lender.idle) == 2
+        async with db.transaction():  # the pool still has connections for transactions
+            await db.execute("INSERT INTO games (id, name) VALUES (:id, :name)", {"id": GAME, "name": "Kept"})
+        assert await _game(db) == "Kept"
+    finally:
+        async with asyncio.timeout(10):  # kept connections go back first, or the pool waits for them
+            await db.disconnect()
+
+
+async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_pool(
+    postgres_url: str,
+) -> None:
+    db = Database(postgres_url, pool_min=1, pool_max=2)
+    await db.connect()
+    try:
+        kept = await db.fetch_val(PID)
+        with pytest.raises(Exception, match="division by zero"):
+            await db.fetch_val("SELECT 1 / 0")
+        assert db._lender is not None and db._lender.idle == []  # not kept: back to the pool
+        slow = asyncio.create_task(db.fetch_val("SELECT 1 FROM pg_sleep(5)"))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert db._lender.idle == []
+        # Both connections are usable again: no "another operation is in progress".
+        pids = await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(2)))
+        assert len(set(pids)) == 2 and await db.fetch_val("SELECT 41 + 1") == 42
+        assert kept is not None
+    finally:
+        async with asyncio.timeout(10):
+            await db.disconnect()
+
+
+async def test_a_statement_ending_while_the_database_disconnects_does_not_hold_the_pool_open(
+    postgres_url: str,
+) -> None:
+    db = Database(postgres_url, pool_min=1, pool_max=2)
+    await db.connect()
+    await db.fetch_val(PID)  # one connection kept
+    late = asyncio.create_task(db.fetch_val("SELECT 1 FROM pg_sleep(0.3)"))  # a background task's
+    await asyncio.sleep(0.1)
+    async with asyncio.timeout(10):  # the pool closes once the late statement gave its connection back
+        await db.disconnect()
+    assert await late == 1
