@@ -65,7 +65,8 @@ class LocalLayer:
                     if len(entry) != 2 or expires <= floor:  # settled, or past the stale window
                         del entries[full]
                         continue
-                    self.stale_hits += 1
+                    if key not in found:  # a page repeats keys (one author, many posts): once each
+                        self.stale_hits += 1
                 if len(entry) == 2:  # not settled (see `settle`)
                     if due is None:
                         due = [key]

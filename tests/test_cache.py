@@ -344,6 +344,18 @@ async def test_an_entry_read_just_after_its_expiry_is_answered_and_revalidated_f
     await cache.close()
 
 
+async def test_a_stale_key_read_several_times_in_one_list_counts_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page repeats keys (one author of many posts): the hit counter must not go negative."""
+    cache, _ = await filled(redis_server, monkeypatch, 17, 170)
+    before = stale_hits()
+    await asyncio.sleep(TTL * 1.2)  # expired, within the stale window
+    assert cache.held(COUNTS, [17, 17, 17]) == {17: 170}  # counting raised ValueError here once
+    assert stale_hits() == before + 1
+    await cache.close()
+
+
 async def test_an_expired_entry_redis_lost_is_answered_once_then_loaded_again(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
