@@ -23,17 +23,27 @@ class Lender:
         self.pool = pool
         self.keep = keep
         self.idle: list[Any] = []  # acquired from the pool, between two statements
+        self.waiting = 0  # statements of ours waiting in the pool's queue for a connection
 
     async def run(self, method: str, text: str, args: Sequence[Any]) -> Any:
         """asyncpg's `method` (fetch, fetchrow, fetchval, execute) on a lent connection."""
         idle = self.idle
-        connection = idle.pop() if idle else await self.pool.acquire()
+        if idle:
+            connection = idle.pop()
+        else:
+            self.waiting += 1
+            try:
+                connection = await self.pool.acquire()
+            finally:
+                self.waiting -= 1
         try:
             result = await getattr(connection, method)(text, *args)
         except BaseException:
             await self.pool.release(connection)
             raise
-        if len(idle) < self.keep:
+        # Kept only when nobody waits: a connection kept while statements queue in the pool
+        # would serve the next newcomer first and leave the oldest waiting (the c=64 tail).
+        if not self.waiting and len(idle) < self.keep:
             idle.append(connection)
         else:
             await self.pool.release(connection)

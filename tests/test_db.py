@@ -98,6 +98,39 @@ async def test_statements_one_after_another_run_on_one_kept_connection(postgres_
             await db.disconnect()
 
 
+async def test_a_statement_ending_while_others_wait_for_a_connection_gives_its_own_back(
+    postgres_url: str,
+) -> None:
+    """Kept, it would go to the next newcomer while the oldest waiter stays queued in the pool."""
+    db = Database(postgres_url, pool_min=1, pool_max=2)  # keeps 1
+    await db.connect()
+    try:
+        await db.fetch_val(PID)
+        lender = db._lender
+        assert lender is not None
+        released: list[tuple[int, int]] = []  # (statements waiting, connections kept) at each release
+        pool = lender.pool
+
+        class Recorded:
+            async def acquire(self) -> object:
+                return await pool.acquire()
+
+            async def release(self, connection: object) -> None:
+                released.append((lender.waiting, len(lender.idle)))
+                await pool.release(connection)
+
+        lender.pool = Recorded()
+        statements = [db.fetch_val("SELECT 1 FROM pg_sleep(0.1)") for _ in range(3)]
+        assert await asyncio.gather(*statements) == [1, 1, 1]  # two run, the third waits
+        # The first to end gave its connection to the waiter, though nothing was kept yet.
+        assert released and released[0] == (1, 0)
+        assert len(lender.idle) == 1  # then, nobody waiting, one is kept again
+        lender.pool = pool
+    finally:
+        async with asyncio.timeout(10):
+            await db.disconnect()
+
+
 async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_pool(
     postgres_url: str,
 ) -> None:
