@@ -9,6 +9,8 @@ nothing behind, on both dialects.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -80,11 +82,20 @@ async def test_statements_outside_a_transaction_run_concurrently_and_are_counted
 PID = "SELECT pg_backend_pid()"
 
 
-async def test_statements_one_after_another_run_on_one_kept_connection(postgres_url: str) -> None:
-    """The lender keeps what it acquired, up to half the pool, and hands it to the next statement."""
-    db = Database(postgres_url, pool_min=1, pool_max=4)
+@asynccontextmanager
+async def connected(url: str, pool_max: int) -> AsyncIterator[Database]:
+    db = Database(url, pool_min=1, pool_max=pool_max)
     await db.connect()
     try:
+        yield db
+    finally:
+        async with asyncio.timeout(10):  # kept connections go back first, or the pool waits for them
+            await db.disconnect()
+
+
+async def test_statements_one_after_another_run_on_one_kept_connection(postgres_url: str) -> None:
+    """The lender keeps what it acquired, up to half the pool, and hands it to the next statement."""
+    async with connected(postgres_url, 4) as db:
         pids = [await db.fetch_val(PID) for _ in range(6)]
         assert len(set(pids)) == 1
         # Four at once: four connections; then it keeps half the pool (2), the rest went back.
@@ -93,18 +104,13 @@ async def test_statements_one_after_another_run_on_one_kept_connection(postgres_
         async with db.transaction():  # the pool still has connections for transactions
             await db.execute("INSERT INTO games (id, name) VALUES (:id, :name)", {"id": GAME, "name": "Kept"})
         assert await _game(db) == "Kept"
-    finally:
-        async with asyncio.timeout(10):  # kept connections go back first, or the pool waits for them
-            await db.disconnect()
 
 
 async def test_a_statement_ending_while_others_wait_for_a_connection_gives_its_own_back(
     postgres_url: str,
 ) -> None:
     """Kept, it would go to the next newcomer while the oldest waiter stays queued in the pool."""
-    db = Database(postgres_url, pool_min=1, pool_max=2)  # keeps 1
-    await db.connect()
-    try:
+    async with connected(postgres_url, 2) as db:  # keeps 1
         await db.fetch_val(PID)
         lender = db._lender
         assert lender is not None
@@ -126,17 +132,12 @@ async def test_a_statement_ending_while_others_wait_for_a_connection_gives_its_o
         assert released and released[0] == (1, 0)
         assert len(lender.idle) == 1  # then, nobody waiting, one is kept again
         lender.pool = pool
-    finally:
-        async with asyncio.timeout(10):
-            await db.disconnect()
 
 
 async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_pool(
     postgres_url: str,
 ) -> None:
-    db = Database(postgres_url, pool_min=1, pool_max=2)
-    await db.connect()
-    try:
+    async with connected(postgres_url, 2) as db:
         kept = await db.fetch_val(PID)
         with pytest.raises(Exception, match="division by zero"):
             await db.fetch_val("SELECT 1 / 0")
@@ -151,9 +152,6 @@ async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_
         pids = await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(2)))
         assert len(set(pids)) == 2 and await db.fetch_val("SELECT 41 + 1") == 42
         assert kept is not None
-    finally:
-        async with asyncio.timeout(10):
-            await db.disconnect()
 
 
 async def test_a_statement_ending_while_the_database_disconnects_does_not_hold_the_pool_open(
