@@ -38,7 +38,8 @@ class LocalLayer:
         self.stale_hits = 0
 
     def get_many(self, namespace: str, keys: Iterable[Hashable], refresh: bool = False) -> dict[Any, Any]:
-        """The live values of `keys` in `namespace`, each hit made the most recently used.
+        """The live values of `keys` in `namespace`; without `refresh`, each hit is made the most
+        recently used.
 
         One clock read for the whole list: a page's keys are looked up within microseconds of
         each other. With `refresh`, hits in their last REFRESH_AHEAD of life are noted in `due`,
