@@ -110,6 +110,19 @@ end
 return 0
 """
 
+# Values read without a version check (`offer`): KEYS are value, version pairs; ARGV per pair the
+# payload and its TTL. Stored only where no write ever bumped the key's version (nor within
+# VERSION_TTL_SECONDS) and nothing is stored yet: such a value cannot predate a write's delete.
+_OFFER = """
+for i = 1, #KEYS, 2 do
+  local a = i - 1
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    redis.call('SET', KEYS[i], ARGV[a + 1], 'EX', ARGV[a + 2], 'NX')
+  end
+end
+return 0
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Namespace(Generic[V]):
@@ -156,6 +169,7 @@ class Cache:
         # Single-flight: each key being fetched -> the future of its whole batch's values.
         self._inflight: dict[tuple[str, Hashable], asyncio.Future[dict[Any, Any]]] = {}
         self._fill = redis.register_script(_FILL) if redis is not None else None
+        self._offer = redis.register_script(_OFFER) if redis is not None else None
         self._listener: asyncio.Task[None] | None = None
         # Refresh-ahead: shared namespaces by name, and the one task re-reading due entries.
         self._shared: dict[str, Namespace[Any]] = {}
@@ -351,6 +365,11 @@ class Cache:
                     self._refresh_due(), name="bff-cache-refresh", context=contextvars.Context()
                 )
         return found
+
+    def missed(self, namespace: Namespace[Any], count: int) -> None:
+        """Count `count` keys `held` did not have, for a caller that loads them its own way."""
+        if self.enabled and count:
+            _requests(namespace.name, "local", "miss").inc(count)
 
     def reload_from(self, namespace: Namespace[K], load: Callable[[list[K]], Awaitable[dict[K, V]]]) -> None:
         """Let refresh-ahead reload `namespace`'s hot keys from the database with `load` when
@@ -553,6 +572,34 @@ class Cache:
         except (RedisError, OSError, TimeoutError) as exc:
             ERRORS.labels("fill").inc()
             log.warning("cache_fill_failed", namespace=namespace.name, error=type(exc).__name__)
+
+    async def offer(self, namespace: Namespace[V], values: dict[K, V], read_since: float) -> None:
+        """Store values a statement read as a by-product of another request (a feed page's
+        statement returns each followee's newest posts, say), without `get_many`'s version read.
+
+        Local: skipped for keys invalidated since `read_since` (as any fill). Redis: only keys
+        no write ever invalidated (no version key) and not already there (`_OFFER`); a key a
+        write touched is filled by `get_many`'s version-checked path instead.
+        """
+        if not self.enabled or not values:
+            return
+        name = namespace.name
+        for key, value in values.items():
+            self.local.set((name, key), value, read_since)
+        if self._offer is None or not namespace.shared:
+            return
+        keys: list[str] = []
+        args: list[Any] = []
+        for key, value in values.items():
+            redis_key = self._key(name, key)
+            keys += [redis_key, self._version(redis_key)]
+            args += [namespace.encode(value), self._redis_lifetime()]
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                await self._offer(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            ERRORS.labels("offer").inc()
+            log.warning("cache_offer_failed", namespace=name, error=type(exc).__name__)
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         description="with REDIS_URL, a starting instance copies the cached users and like counts from Redis "
         "into its in-process layer before it serves (up to 5 s)",
     )
+    feed_cached_sources: bool = Field(
+        False,
+        description="merge Home's first feed page from cached followees and their newest posts: Postgres "
+        "reads the page's rows by key instead of scanning every followee's posts, for more bff CPU per "
+        "Home; for fleets whose shared Postgres is the limit (decision 49)",
+    )
     cache_redis_ttl_seconds: int = Field(
         300,
         ge=1,

@@ -17,7 +17,7 @@ from realtime.broker import Broker, from_url
 from realtime.coalesce import Coalescer
 from realtime.presence import Presence
 from resolvers.context import Context
-from resolvers.loaders import WARMED_ON_START, background_reloads
+from resolvers.loaders import background_reloads, warmed_on_start
 
 C = TypeVar("C", bound=Context)
 
@@ -36,7 +36,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.persisted = PersistedOperations(self.settings, self.db)
-        for namespace, load in background_reloads(self.db):
+        for namespace, load in background_reloads(self.db, self.settings.feed_cached_sources):
             self.cache.reload_from(namespace, load)
 
     @classmethod
@@ -86,7 +86,9 @@ class Services:
         await self.broker.start()
         await self.presence.start()
         await self.cache.start()  # listening for invalidations before the first request
-        await self.cache.warm(WARMED_ON_START)  # then the fleet's hot keys, before it serves
+        await self.cache.warm(
+            warmed_on_start(self.settings.feed_cached_sources)
+        )  # then the fleet's hot keys, before it serves
 
     async def close(self) -> None:
         await self.leaderboards.close()

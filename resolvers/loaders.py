@@ -20,6 +20,7 @@ from aiodataloader import DataLoader, Loader, dispatch_queue
 
 from bff.cache import Cache, Namespace
 from bff.db import Database
+from resolvers.feed_sources import FOLLOWEES, RECENT_POSTS, followees_from_db, recent_posts_from_db
 from resolvers.rows import GameRow, MessageRow, PostRow, RoomRow, UserRow
 
 K = TypeVar("K", bound=Hashable)
@@ -207,8 +208,14 @@ USERS: Namespace[UserRow] = Namespace(
     "user", lambda u: orjson.dumps(u.to_event()), lambda b: UserRow.from_event(orjson.loads(b)), parse_key=int
 )
 LIKE_COUNTS: Namespace[int] = Namespace("likes", lambda n: str(n).encode(), lambda b: int(b), parse_key=int)
-# What a starting instance copies from Redis (Cache.warm).
-WARMED_ON_START = (USERS, LIKE_COUNTS)
+
+
+def warmed_on_start(feed_cached_sources: bool) -> tuple[Namespace[Any], ...]:
+    """What a starting instance copies from Redis (Cache.warm), up to its local layer's size:
+    the kinds every Home reads, those of fewer keys first."""
+    if feed_cached_sources:
+        return (USERS, FOLLOWEES, RECENT_POSTS, LIKE_COUNTS)
+    return (USERS, LIKE_COUNTS)
 
 
 async def users_from_db(db: Database, ids: list[int]) -> dict[int, UserRow]:
@@ -231,11 +238,20 @@ async def like_counts_from_db(db: Database, ids: list[int]) -> dict[int, int]:
 
 
 def background_reloads(
-    db: Database,
+    db: Database, feed_cached_sources: bool
 ) -> list[tuple[Namespace[Any], Callable[[list[int]], Awaitable[dict[int, Any]]]]]:
     """What the cache reloads from the database by itself when a hot key's Redis copy is gone
     (`Cache.reload_from`): the kinds every Home reads, by loaders that need no request."""
-    return [(USERS, partial(users_from_db, db)), (LIKE_COUNTS, partial(like_counts_from_db, db))]
+    reloads: list[tuple[Namespace[Any], Callable[[list[int]], Awaitable[dict[int, Any]]]]] = [
+        (USERS, partial(users_from_db, db)),
+        (LIKE_COUNTS, partial(like_counts_from_db, db)),
+    ]
+    if feed_cached_sources:
+        reloads += [
+            (FOLLOWEES, partial(followees_from_db, db)),
+            (RECENT_POSTS, partial(recent_posts_from_db, db)),
+        ]
+    return reloads
 
 
 def _by_key(rows: list[Mapping[str, Any]], column: str) -> dict[Any, Mapping[str, Any]]:
