@@ -26,8 +26,10 @@ from resolvers.feed_sources import (
     FOLLOWEES,
     KEYS_PER_AUTHOR,
     RECENT_POSTS,
+    followees_from_db,
     merge_page,
     post_key,
+    recent_posts_from_db,
 )
 from tests.edge_fixtures import fresh_redis_url
 from tests.servers import RedisServer
@@ -221,6 +223,22 @@ async def test_a_second_instance_merges_a_viewers_first_home_from_what_redis_was
                     assert _paths()["merged"] == paths["merged"] + 1
                     assert _statements() - statements == 1
     assert answers[0] == answers[1] and "errors" not in answers[0]
+
+
+async def test_the_background_reloads_read_what_the_fill_offered(
+    app: Starlette, gql: Callable[..., Any]
+) -> None:
+    """Refresh-through reloads a key without a request (`Cache.reload_from`): its statements
+    must give the values the fill statement gave, on both databases."""
+    services = app.state.services
+    await gql(FEED, {"first": 20}, user=12)
+    followees = services.cache.held(FOLLOWEES, [12])[12]
+    lists = services.cache.held(RECENT_POSTS, followees)
+    reloaded = await followees_from_db(services.db, [12])
+    assert sorted(reloaded[12]) == sorted(followees)  # the same people (the order is not used)
+    assert await recent_posts_from_db(services.db, list(followees)) == lists
+    assert any(len(keys) == KEYS_PER_AUTHOR for keys in lists.values())  # some were cut
+    assert await recent_posts_from_db(services.db, [10**9]) == {10**9: ()}  # no such author
 
 
 async def test_by_default_every_page_is_scanned_and_nothing_is_cached_for_it(
