@@ -90,17 +90,10 @@ _STATEMENTS = {
 
 
 # Filled: each followee's newest keys (an empty row for one who never posted) and, marked
-# `on_page`, the page's rows read from them, in one statement. Postgres as _PG per followee.
-_PG_FILL = """
-WITH recent AS (
-  SELECT f.followee_id AS author_id, k.id, k.created_at
-  FROM follows f
-  LEFT JOIN LATERAL (
-    SELECT id, created_at FROM posts WHERE author_id = f.followee_id
-    ORDER BY created_at DESC, id DESC LIMIT :k
-  ) k ON true
-  WHERE f.follower_id = :viewer
-), page AS (
+# `on_page`, the page's rows read from them, in one statement. `recent` is per dialect:
+# Postgres as _PG per followee; SQLite (no LATERAL) numbers each followee's posts.
+_FILL = """
+WITH {recent}, page AS (
   SELECT id FROM recent WHERE id IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT :n
 )
 SELECT r.author_id, r.id, r.created_at, NULL AS body, NULL AS liked, 0 AS on_page FROM recent r
@@ -109,8 +102,16 @@ SELECT p.author_id, p.id, p.created_at, p.body,
   EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = p.id), 1
 FROM page JOIN posts p ON p.id = page.id
 """
-_SQLITE_FILL = """
-WITH followed AS (
+_PG_RECENT = """recent AS (
+  SELECT f.followee_id AS author_id, k.id, k.created_at
+  FROM follows f
+  LEFT JOIN LATERAL (
+    SELECT id, created_at FROM posts WHERE author_id = f.followee_id
+    ORDER BY created_at DESC, id DESC LIMIT :k
+  ) k ON true
+  WHERE f.follower_id = :viewer
+)"""
+_SQLITE_RECENT = """followed AS (
   SELECT followee_id FROM follows WHERE follower_id = :viewer
 ), recent AS (
   SELECT f.followee_id AS author_id, k.id, k.created_at
@@ -120,15 +121,8 @@ WITH followed AS (
       ROW_NUMBER() OVER (PARTITION BY author_id ORDER BY created_at DESC, id DESC) AS rn
     FROM posts WHERE author_id IN (SELECT followee_id FROM followed)
   ) k ON k.author_id = f.followee_id AND k.rn <= :k
-), page AS (
-  SELECT id FROM recent WHERE id IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT :n
-)
-SELECT r.author_id, r.id, r.created_at, NULL AS body, NULL AS liked, 0 AS on_page FROM recent r
-UNION ALL
-SELECT p.author_id, p.id, p.created_at, p.body,
-  EXISTS (SELECT 1 FROM likes l WHERE l.user_id = :viewer AND l.post_id = p.id), 1
-FROM page JOIN posts p ON p.id = page.id
-"""
+)"""
+_FILL_STATEMENTS = {True: _FILL.format(recent=_PG_RECENT), False: _FILL.format(recent=_SQLITE_RECENT)}
 
 # Merged: the page's rows by primary key, with the viewer's likes.
 _BY_KEYS = """
@@ -186,7 +180,7 @@ async def _page_by_keys(ctx: Context, viewer_id: int, keys: list[int], first: in
 
 
 async def _page_and_sources(ctx: Context, viewer_id: int, first: int) -> FeedPage:
-    sql = _PG_FILL if ctx.db.dialect == "postgresql" else _SQLITE_FILL
+    sql = _FILL_STATEMENTS[ctx.db.dialect == "postgresql"]
     since = time.monotonic()
     # The offers stay inside the gate: loaders wait for this page's authors to join the batch
     # the viewer's own user is in, instead of sending it alone while Redis answers.
