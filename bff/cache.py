@@ -566,12 +566,7 @@ class Cache:
             name = self._key(namespace.name, key)
             keys += [name, self._version(name)]
             args += [versions.get(key, b""), namespace.encode(value), self._redis_lifetime()]
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                await self._fill(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            ERRORS.labels("fill").inc()
-            log.warning("cache_fill_failed", namespace=namespace.name, error=type(exc).__name__)
+        await self._write(self._fill, keys, args, "fill", namespace.name)
 
     async def offer(self, namespace: Namespace[V], values: dict[K, V], read_since: float) -> None:
         """Store values a statement read as a by-product of another request (a feed page's
@@ -594,12 +589,18 @@ class Cache:
             redis_key = self._key(name, key)
             keys += [redis_key, self._version(redis_key)]
             args += [namespace.encode(value), self._redis_lifetime()]
+        await self._write(self._offer, keys, args, "offer", name)
+
+    @staticmethod
+    async def _write(script: Any, keys: list[str], args: list[Any], op: str, namespace: str) -> None:
+        """One of the storing scripts (`_FILL`, `_OFFER`) within the Redis timeout; a failure
+        only skips the store (counted as `op`, logged as `cache_<op>_failed`)."""
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                await self._offer(keys=keys, args=args)
+                await script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
-            ERRORS.labels("offer").inc()
-            log.warning("cache_offer_failed", namespace=name, error=type(exc).__name__)
+            ERRORS.labels(op).inc()
+            log.warning(f"cache_{op}_failed", namespace=namespace, error=type(exc).__name__)
 
     # -- writes --------------------------------------------------------------------------------
 

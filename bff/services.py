@@ -86,9 +86,8 @@ class Services:
         await self.broker.start()
         await self.presence.start()
         await self.cache.start()  # listening for invalidations before the first request
-        await self.cache.warm(
-            warmed_on_start(self.settings.feed_cached_sources)
-        )  # then the fleet's hot keys, before it serves
+        # Then the fleet's hot keys, before it serves.
+        await self.cache.warm(warmed_on_start(self.settings.feed_cached_sources))
 
     async def close(self) -> None:
         await self.leaderboards.close()
