@@ -209,8 +209,8 @@ def _block(index: int, step: Step, namespace: dict[str, Any]) -> str:
     key = repr(step.key)
     if step.typename is not None:
         return f"        r[{key}] = {step.typename!r}\n"
-    if _completes_without_info(step):
-        if step.attr is not None and _plain(step.attr):
+    if completes_without_info(step):
+        if step.attr is not None and plain_name(step.attr):
             return _inline(index, step, f"src.{step.attr}", namespace)
         if step.direct is not None:
             return _inline(index, step, _direct_call(index, step.direct, namespace), namespace)
@@ -241,7 +241,7 @@ def _inline(index: int, step: Step, expression: str, namespace: dict[str, Any]) 
     )
     generic = f"complete_field(run, {s}, None, {field_path}, path, v)"
     completer = step.complete.inner if isinstance(step.complete, NonNull) else step.complete
-    test = _leaf_test(index, completer, namespace)
+    test = leaf_test(index, completer, namespace)
     if test is not None:
         lines.append(f"            if not ({test}):\n")
         lines.append(f"                v = {generic}\n")
@@ -282,15 +282,15 @@ def _inline(index: int, step: Step, expression: str, namespace: dict[str, Any]) 
     return "".join(lines)
 
 
-def _leaf_test(index: int, completer: Completer, namespace: dict[str, Any]) -> str | None:
-    """A test on `v` that holds when the leaf's serialization is `v` itself."""
+def leaf_test(index: int, completer: Completer, namespace: dict[str, Any], var: str = "v") -> str | None:
+    """A test on `var` that holds when the leaf's serialization is its value itself."""
     if not isinstance(completer, Leaf):
         return None
     if completer.fast is not None:
         namespace[f"t{index}"] = completer.fast
-        return f"type(v) is t{index}"
+        return f"type({var}) is t{index}"
     if completer.coerce is serialize_int:  # graphql-core's Int: a 32-bit int is returned as is
-        return "type(v) is int and -2147483648 <= v <= 2147483647"
+        return f"type({var}) is int and -2147483648 <= {var} <= 2147483647"
     return None
 
 
@@ -309,7 +309,7 @@ def _direct_call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> s
     for a resolver marked `known_as` (bff/known.py), only when its object's attribute is None."""
     call = _call(index, direct, namespace)
     attribute = known_attribute(direct.function)
-    if attribute is None or not direct.with_self or not _plain(attribute):
+    if attribute is None or not direct.with_self or not plain_name(attribute):
         return call
     return f"(q if (q := src.{attribute}) is not None else {call})"
 
@@ -330,7 +330,7 @@ def _call(index: int, direct: DirectCall, namespace: dict[str, Any]) -> str:
     return f"f{index}({', '.join(arguments)})"
 
 
-def _completes_without_info(step: Step) -> bool:
+def completes_without_info(step: Step) -> bool:
     """Leaves, and objects whose strawberry `is_type_of` ignores its info: nothing to build."""
     named = get_named_type(step.return_type)
     return not is_abstract_type(named) and not (is_object_type(named) and not strawberry_is_type_of(named))
@@ -342,5 +342,5 @@ def _is_leaf(step: Step) -> bool:
     return is_leaf_type(bare)
 
 
-def _plain(name: str | None) -> bool:
+def plain_name(name: str | None) -> bool:
     return name is not None and name.isidentifier() and not keyword.iskeyword(name)

@@ -33,6 +33,7 @@ from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
 from bff.codegen import ResolverCall, fields_function
+from bff.codegen_fused import fused_function
 from bff.compiled_complete import (
     LEAF_PLACEHOLDER,
     Abstract,
@@ -149,7 +150,8 @@ class Compiler:
     def _object(self, type_: GraphQLObjectType, steps: list[Step]) -> Object:
         completer = Object(type_, steps)
         if self.generate:
-            completer.execute = fields_function(steps)
+            generic = fields_function(steps)
+            completer.execute = fused_function(completer, generic) or generic
         return completer
 
     def steps(

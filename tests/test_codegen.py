@@ -132,6 +132,16 @@ class Item:
             return self.known_half
         return self.n // 2
 
+    # Plain values of the wrong kind for some items (bff/codegen.py's fused selections fall back).
+    big: int = 0
+    code: str = ""
+    known_tag: strawberry.Private[Tag | None] = None
+
+    @strawberry.field
+    @known_as("known_tag")
+    def held_tag(self) -> Tag | None:
+        return self.known_tag if self.known_tag is not None else Tag(name=f"made {self.n}")
+
     @strawberry.field
     def child(self) -> Item | None:
         return Item(n=self.n + 10, label=f"child of {self.n}", when=self.when) if self.n < 10 else None
@@ -150,6 +160,14 @@ class Query:
                 maybe="m" if n == 1 else None,
                 known_half=n // 2 if n % 2 else None,  # given to odd items only
                 half_calls=HALF_CALLS,
+                big=2**40 if n == 3 else n,  # beyond GraphQL's 32-bit Int
+                code=None if n == 4 else f"c{n}",  # type: ignore[arg-type]  # null for non-null
+                # A tag; none (the resolver makes one); one cast as a Label; a Label.
+                known_tag={
+                    1: Tag(name="t1"),
+                    3: strawberry.cast(Label, Tag(name="t3")),
+                    4: Label(name="l4"),
+                }.get(n),  # type: ignore[arg-type]
             )
             for n in range(1, 5)
         ]
@@ -315,6 +333,42 @@ def test_an_object_cast_as_another_type_is_refused_as_strawberry_refuses_it() ->
     ]
     assert [e["path"] for e in answer["errors"]] == [["items", 1, "tag"]]
     assert "getattr(v, CAST, None)" in items_plan("{ items { tag { name } } }").execute.__source__  # type: ignore[attr-defined]
+
+
+def test_selections_of_held_values_are_fused_and_fall_back_to_the_generic_source_alike() -> None:
+    query = "{ items { __typename n label when maybe half heldTag { __typename name } } }"
+    source = items_plan(query).execute.__source__  # type: ignore[attr-defined]
+    assert source.startswith("# fused") and "src.known_half" in source and "src.known_tag" in source
+    answer = asyncio.run(run_three(query))
+    first = answer["data"]["items"][0]
+    assert first == {
+        "__typename": "Item",
+        "n": 1,
+        "label": "item 1",
+        "when": "2026-12-06T12:00:00+00:00",
+        "maybe": "m",
+        "half": 0,
+        "heldTag": {"__typename": "Tag", "name": "t1"},
+    }
+    # Item 2 holds no tag: its resolver made one. Item 3's is cast as a Label: refused as
+    # strawberry refuses it. Item 4's is of another class: completed as strawberry completes it.
+    assert [i["heldTag"] for i in answer["data"]["items"]] == [
+        {"__typename": "Tag", "name": "t1"},
+        {"__typename": "Tag", "name": "made 2"},
+        None,
+        {"__typename": "Tag", "name": "l4"},
+    ]
+    assert [e["path"] for e in answer["errors"]] == [["items", 2, "heldTag"]]
+    # A non-null Int beyond 32 bits, a null for a non-null String: the same errors, the same
+    # nulls up to the data, as graphql-core.
+    for field, index in (("big", 2), ("code", 3)):
+        answer = asyncio.run(run_three(f"{{ items {{ n {field} }} }}"))
+        assert answer["data"] is None and [e["path"] for e in answer["errors"]] == [["items", index, field]]
+
+
+def test_a_selection_with_a_resolver_is_not_fused() -> None:
+    source = items_plan("{ items { n doubled } }").execute.__source__  # type: ignore[attr-defined]
+    assert not source.startswith("# fused")
 
 
 @pytest.mark.parametrize("key", ["class", "alias_1"])

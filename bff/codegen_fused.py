@@ -1,0 +1,152 @@
+"""Fused selections: a selection whose values were all fetched by plan, answered in one literal.
+
+A page of edges runs bff/codegen.py's function for each edge, then for its post, then for the
+post's author: three calls, a path tuple per object and a completer step per field, though
+every value was fetched by plan and only needs reading. Here such a selection becomes one
+function that reads every value, tests each is what needs no completion, and returns the
+nested answer at once; anything else sends the object to the generic function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
+
+from bff.codegen import FieldsFunction, completes_without_info, leaf_test, plain_name
+from bff.compiled_complete import Leaf, NonNull, Object
+from bff.known import known_attribute
+
+if TYPE_CHECKING:
+    from bff.compiled_steps import Step
+
+_FUSED_LIMIT = 200  # fields inlined into one fused function, descendants included
+
+
+def fused_function(completer: Object, generic: FieldsFunction) -> FieldsFunction | None:
+    """A faster first attempt at `generic` for selections that only read what objects hold.
+
+    When every field of a selection, and of the objects below it, is `__typename`, a plain
+    attribute or a `known_as` value, and every value read is of the type that needs no
+    completion (a leaf that is its own serialization, a datetime, an object of exactly its
+    class), the answer is one nested dict literal: no function per object, no path, no
+    completer call. The attempt only reads attributes; the first value that is anything else
+    (None where a resolver must run or an error must be raised, another class, a cast object,
+    a value to serialize) abandons it and `generic` computes the whole object again, errors and
+    paths included. So the answer is always `generic`'s. None when the selection has a field of
+    another kind (resolvers, lists, abstract types).
+    """
+    origin = completer.origin
+    if origin is None:
+        return None
+    namespace: dict[str, Any] = {"g": generic, "C": origin}
+    fuse = _Fuse(namespace)
+    literal = fuse.selection(completer.steps, "src")
+    if literal is None or fuse.fields > _FUSED_LIMIT:
+        return None
+    guards = "".join(f"        {line}\n" for line in fuse.lines)
+    source = (
+        "# fused\n"
+        "def fields(run, _steps, src, path):\n"
+        "    if type(src) is not C:\n"
+        "        return g(run, _steps, src, path)\n"
+        "    try:\n"
+        f"{guards}"
+        f"        return {literal}\n"
+        "    except Exception:\n"
+        "        return g(run, _steps, src, path)\n"
+    )
+    exec(compile(source, f"<bff.codegen_fused {completer.object_type.name}>", "exec"), namespace)
+    function: FieldsFunction = namespace["fields"]
+    function.__source__ = source + "# otherwise:\n" + generic.__source__  # type: ignore[attr-defined]
+    return function
+
+
+_FALLBACK = "return g(run, _steps, src, path)"
+
+
+class _Fuse:
+    """Writes the guarded reads of one fused selection and the dict literal they fill."""
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace = namespace
+        self.lines: list[str] = []
+        self.fields = 0
+        self.names = 0
+
+    def name(self, prefix: str, value: Any = None) -> str:
+        """A new name in the generated function's namespace, bound to `value`."""
+        self.names += 1
+        name = f"{prefix}{self.names}"
+        self.namespace[name] = value
+        return name
+
+    def selection(self, steps: list[Step], source: str) -> str | None:
+        parts = []
+        for step in steps:
+            value = self.field(step, source)
+            if value is None:
+                return None
+            parts.append(f"{step.key!r}: {value}")
+        return "{" + ", ".join(parts) + "}"
+
+    def field(self, step: Step, source: str) -> str | None:
+        self.fields += 1
+        if step.typename is not None:
+            return repr(step.typename)
+        if not completes_without_info(step):
+            return None
+        if step.attr is not None and plain_name(step.attr):
+            read, known = f"{source}.{step.attr}", False
+        elif (
+            step.direct is not None
+            and step.direct.with_self
+            and plain_name(known_attribute(step.direct.function))
+        ):
+            read, known = f"{source}.{known_attribute(step.direct.function)}", True
+        else:
+            return None
+        var = self.name("a")  # a local of the function: the namespace entry only reserves it
+        self.lines.append(f"{var} = {read}")
+        completer = step.complete
+        nullable = not isinstance(completer, NonNull)
+        inner = completer.inner if isinstance(completer, NonNull) else completer
+        if known or isinstance(inner, Object):
+            # None is refused by the type tests below: for a known value it means "not
+            # fetched" (the resolver must run), and a null object is left to the generic
+            # function (rare, and nothing below it to read).
+            nullable = False
+        if isinstance(inner, Leaf):
+            return self.leaf(var, inner, nullable)
+        if isinstance(inner, Object):
+            return self.object(var, inner)
+        return None
+
+    def leaf(self, var: str, leaf: Leaf, nullable: bool) -> str | None:
+        if leaf.fast is not None:
+            test: str | None = f"type({var}) is {self.name('t', leaf.fast)}"
+        else:
+            test = leaf_test(0, leaf, {}, var)  # graphql-core's Int, or None
+        if test is not None:
+            condition = f"{var} is None or {test}" if nullable else test
+            self.lines.append(f"if not ({condition}): {_FALLBACK}")
+            return var
+        if leaf.converts:
+            kinds, coerce = self.name("t", leaf.converts), self.name("k", leaf.coerce)
+            if nullable:
+                self.lines.append(f"if {var} is not None and type({var}) not in {kinds}: {_FALLBACK}")
+                return f"(None if {var} is None else {coerce}({var}))"
+            self.lines.append(f"if type({var}) not in {kinds}: {_FALLBACK}")
+            return f"{coerce}({var})"
+        return None
+
+    def object(self, var: str, completer: Object) -> str | None:
+        if completer.origin is None or completer.exact == "ask":
+            return None
+        kind = self.name("c", completer.origin)
+        test = f"type({var}) is not {kind}"
+        if completer.exact == "uncast":
+            self.namespace["CAST"] = TYPE_CAST_ATTRIBUTE
+            test += f" or getattr({var}, CAST, None) is not None"
+        self.lines.append(f"if {test}: {_FALLBACK}")
+        return self.selection(completer.steps, var)
