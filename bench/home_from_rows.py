@@ -12,7 +12,11 @@ only, the database's work excluded) of:
 - `compiled`: bff/compiled.py's plan plus the JSON encoding: the execution share of `app`;
 - `rows`: the same resolver calls (the same loaders, caches and SQL), then the answer built
   by one hand-written projection of Home, the way a plan compiled to Python source per
-  trusted operation (graphql-jit's approach) would build it; then the same JSON encoding.
+  trusted operation (graphql-jit's approach) would build it; then the same JSON encoding;
+- `http`: the app with its execution replaced by a ready answer (the first viewer's): the
+  HTTP layer alone. `app` minus `compiled` exceeds it by what executing inside a request
+  costs beyond executing alone (the answer's release after the response, caches shared
+  with the layer's own work).
 
 `rows` answers exactly what `compiled` answers (checked for --viewers viewers first), so the
 difference between the two is what executing a trusted operation as generated code instead of
@@ -35,7 +39,7 @@ from typing import Any
 
 import orjson
 from asgi_lifespan import LifespanManager
-from graphql import parse
+from graphql import ExecutionResult, parse
 
 from bff.app import create_app
 from bff.auth import Viewer
@@ -115,6 +119,24 @@ async def home_from_rows(ctx: Context, first: int, game_id: int) -> dict[str, An
             for row in board
         ],
     }
+
+
+def http_runner(app: Any, body: bytes, tokens: list[str], answer: dict[str, Any]) -> Execute:
+    """`app_runner` with GraphQLHTTP's execution answering `answer` at once."""
+    http = app.state.http
+    through_app = app_runner(app, body, tokens)
+
+    async def ready(*_: Any) -> ExecutionResult:
+        return ExecutionResult(answer, None)
+
+    async def run(viewer: int) -> bytes:
+        http._execute = ready  # this instance only, for this call
+        try:
+            return await through_app(viewer)
+        finally:
+            del http._execute
+
+    return run
 
 
 def compiled_runner(services: Services, plan: Plan, variables: dict[str, Any]) -> Execute:
@@ -222,6 +244,7 @@ async def main(args: argparse.Namespace) -> None:
             answers = {label: orjson.loads(await run(viewer)) for label, run in runs.items()}
             if not answers["app"] == answers["compiled"] == answers["rows"]:
                 raise SystemExit(f"the answers differ for viewer {viewer}")
+        runs["http"] = http_runner(app, body, tokens, orjson.loads(await runs["compiled"](1))["data"])
         for run in runs.values():  # warm every cache layer for every viewer
             await cpu_ms(run, args.viewers, args.viewers, 0)
         cpu: dict[str, list[float]] = {label: [] for label in runs}
@@ -235,6 +258,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"  ({args.rounds} x {args.n}, {args.viewers} viewers)"
             )
         print(f"HTTP layer (app - compiled): {median['app'] - median['compiled']:.3f} ms")
+        print(f"HTTP layer alone (http): {median['http']:.3f} ms")
         print(f"rows / compiled: {median['rows'] / median['compiled']:.2f}")
         projected = median["app"] - median["compiled"] + median["rows"]
         print(
