@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Where one bff worker's CPU goes while it serves Home under the harness's load.
+#
+#   ./bench/profile_home.sh [seconds]          (after one `make bench`: it reuses .tmp/peers)
+#
+# Starts bff as `make bench` does (one worker on SERVER_CPU, default CPU 0, medium dataset in
+# the harness's Postgres), drives it with the peers' bench-query at c=16 for SECONDS + 15 s,
+# samples it with py-spy (300 Hz, Python frames) for SECONDS in the middle of the run, and
+# prints bench/profile_summary.py's table: the functions with the most samples of their own,
+# and the share of each layer of a request. The raw samples stay in .tmp/profile-home.raw.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+WORK="$ROOT/.tmp/peers"
+SECONDS_SAMPLED="${1:-12}"
+SERVER_CPU="${SERVER_CPU:-0}"
+BFF_PORT="${BFF_PORT:-18010}"
+RAW="$ROOT/.tmp/profile-home.raw"
+[ -d "$WORK" ] || { echo "run 'make bench' once first: it sets up $WORK" >&2; exit 1; }
+cd "$WORK"
+. ./env.sh
+deps/up >/dev/null
+. "$ROOT/bench/bff_server.sh"
+mkdir -p .run/logs
+bff_start "postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench" "$BFF_PORT" "$WORK/.run/bff-tokens.txt"
+trap bff_stop EXIT
+./bench-query bff-profiled "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json \
+  "tokens:$WORK/.run/bff-tokens.txt" --server-pid "$BFF_PID" --concurrency 16 \
+  --duration "$((SECONDS_SAMPLED + 15))" --warmup 5 --out "$ROOT/.tmp/profile-home.jsonl" \
+  > "$ROOT/.tmp/profile-home.log" 2>&1 &
+LOAD=$!
+sleep 12  # past the check and the warm-up
+"$ROOT/.venv/bin/py-spy" record -p "$BFF_PID" -d "$SECONDS_SAMPLED" -r 300 -f raw -o "$RAW" >/dev/null
+wait "$LOAD"
+grep '^| bff' "$ROOT/.tmp/profile-home.log" || true
+cd "$ROOT"
+.venv/bin/python -m bench.profile_summary "$RAW"
