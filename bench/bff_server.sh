@@ -1,16 +1,17 @@
 # Sourced by the bench scripts: start/stop one bff worker pinned like the peers (SERVER_CPU).
-# Needs ROOT (the repo), WORK (the peers copy), SERVER_CPU; BFF_WORKERS (default 1); sets BFF_PID.
+# Needs ROOT (the repo), WORK (the peers copy), SERVER_CPU; BFF_WORKERS (default 1); BFF_CODE
+# (default ROOT: the checkout whose code is served, with ROOT's venv); sets BFF_PID.
 BENCH_SECRET=bff-development-secret-do-not-use-in-production-bench
 
 bff_start() {  # bff_start <database url> <port> <tokens file>
   local db="$1" port="$2" tokens="$3"
-  pushd "$ROOT" >/dev/null
+  pushd "${BFF_CODE:-$ROOT}" >/dev/null  # uvicorn's --app-dir "." puts this checkout first
   DATABASE_URL="$db" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production JWT_SECRET="$BENCH_SECRET" \
-    nohup taskset -c "$SERVER_CPU" .venv/bin/uvicorn bff.app:create_app --factory --host 127.0.0.1 \
+    nohup taskset -c "$SERVER_CPU" "$ROOT/.venv/bin/uvicorn" bff.app:create_app --factory --host 127.0.0.1 \
     --port "$port" --workers "${BFF_WORKERS:-1}" --loop uvloop --http httptools --no-access-log --log-level warning \
     > "$WORK/.run/logs/bff-$port.log" 2>&1 &
   BFF_PID=$!
-  JWT_SECRET="$BENCH_SECRET" JWT_TTL_SECONDS=86400 .venv/bin/bff token --user 1 --count 10000 > "$tokens"
+  JWT_SECRET="$BENCH_SECRET" JWT_TTL_SECONDS=86400 "$ROOT/.venv/bin/bff" token --user 1 --count 10000 > "$tokens"
   popd >/dev/null
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
   echo "bff did not open port $port; see $WORK/.run/logs/bff-$port.log" >&2
