@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
 from bff.codegen import FieldsFunction, completes_without_info, leaf_test, plain_name
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
     from bff.compiled_steps import Step
 
 _FUSED_LIMIT = 200  # fields inlined into one fused function, descendants included
+# A share that grows means a list resolver stopped fetching what its objects' fields read.
+FALLBACKS = Counter(
+    "bff_fused_fallbacks_total",
+    "Objects a fused selection handed to the generic function (a value it does not take)",
+    ["type"],
+)
 
 
 def fused_function(completer: Object, generic: FieldsFunction) -> FieldsFunction | None:
@@ -39,7 +46,13 @@ def fused_function(completer: Object, generic: FieldsFunction) -> FieldsFunction
     origin = completer.origin
     if origin is None:
         return None
-    namespace: dict[str, Any] = {"g": generic, "C": origin}
+    fallbacks = FALLBACKS.labels(completer.object_type.name)
+
+    def fallback(run: Any, steps: Any, source: Any, path: Any) -> Any:
+        fallbacks.inc()
+        return generic(run, steps, source, path)
+
+    namespace: dict[str, Any] = {"g": fallback, "C": origin}
     fuse = _Fuse(namespace)
     literal = fuse.selection(completer.steps, "src")
     if literal is None or fuse.fields > _FUSED_LIMIT:

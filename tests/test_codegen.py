@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import parse
+from prometheus_client import REGISTRY
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -339,7 +340,10 @@ def test_selections_of_held_values_are_fused_and_fall_back_to_the_generic_source
     query = "{ items { __typename n label when maybe half heldTag { __typename name } } }"
     source = items_plan(query).execute.__source__  # type: ignore[attr-defined]
     assert source.startswith("# fused") and "src.known_half" in source and "src.known_tag" in source
+    fallbacks = REGISTRY.get_sample_value("bff_fused_fallbacks_total", {"type": "Item"}) or 0.0
     answer = asyncio.run(run_three(query))
+    # Items 2 and 4 hold no `half`, item 3's tag is cast: handed to the generic function, counted.
+    assert REGISTRY.get_sample_value("bff_fused_fallbacks_total", {"type": "Item"}) == fallbacks + 3
     first = answer["data"]["items"][0]
     assert first == {
         "__typename": "Item",

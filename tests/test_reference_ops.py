@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql import parse
 from prometheus_client import REGISTRY
 
+from bff.compiled_complete import Object
 from bff.db import Database
 
 OPS = Path(__file__).parent / "ops"  # copies of ../shared/peers/ops, kept byte for byte
@@ -108,6 +110,42 @@ async def test_home_costs_a_constant_number_of_statements(app: Any, gql: Any, fi
     again = await gql(home["query"], {**home["variables"], "first": first}, user=11)
     assert again.json() == response.json()
     assert statements_sent(dialect) - before <= 1
+
+
+def fused_types(completer: Any, seen: set[str] | None = None) -> set[str]:
+    """The object types of a compiled plan answered by a fused selection (bff/codegen_fused.py)."""
+    seen = set() if seen is None else seen
+    inner = getattr(completer, "inner", None) or getattr(completer, "item", None)
+    if inner is not None:
+        return fused_types(inner, seen)
+    if isinstance(completer, Object):
+        if completer.execute.__source__.startswith("# fused"):  # type: ignore[attr-defined]
+            seen.add(completer.object_type.name)
+        for step in completer.steps:
+            fused_types(step.complete, seen)
+    return seen
+
+
+def fallbacks() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "bff_fused_fallbacks"
+        for sample in metric.samples
+        if sample.name == "bff_fused_fallbacks_total"
+    )
+
+
+async def test_homes_objects_are_answered_by_fused_selections_without_a_fallback(app: Any, gql: Any) -> None:
+    home = op("home-relay.json")
+    before = fallbacks()
+    for viewer in (12, 12, 13):  # cold, warm, and another viewer
+        response = await gql(home["query"], home["variables"], user=viewer)
+        assert response.status_code == 200 and "errors" not in response.json()
+    assert fallbacks() == before  # every post, author, entry and user held what its fields read
+    plan = app.state.http.plans.plan(parse(home["query"]), home["operationName"])
+    root = next(iter(plan.variants.values()))
+    assert {"User", "PostEdge", "Post", "PageInfo", "LeaderboardEntry"} <= fused_types(root)
 
 
 async def first_member(database_url: str, room: int = 1) -> int:
