@@ -136,10 +136,8 @@ class _Fuse:
         return None
 
     def leaf(self, var: str, leaf: Leaf, nullable: bool) -> str | None:
-        if leaf.fast is not None:
-            test: str | None = f"type({var}) is {self.name('t', leaf.fast)}"
-        else:
-            test = leaf_test(0, leaf, {}, var)  # graphql-core's Int, or None
+        self.names += 1  # bff/codegen.py's test, its type bound as t<n> in this namespace
+        test = leaf_test(self.names, leaf, self.namespace, var)
         if test is not None:
             condition = f"{var} is None or {test}" if nullable else test
             self.lines.append(f"if not ({condition}): {_FALLBACK}")

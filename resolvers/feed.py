@@ -28,6 +28,7 @@ from resolvers.feed_sources import (
     KEYS_PER_AUTHOR,
     RECENT_POSTS,
     held_sources,
+    keys_by_author,
     merge_page,
     post_id_of,
     post_key,
@@ -197,16 +198,10 @@ def _split_fill(rows: list[Any]) -> tuple[list[Any], dict[int, tuple[int, ...]] 
     """The page's rows, newest first, and each followee's newest keys (None: an id beyond what
     a key holds, so this viewer's sources are not cached)."""
     page = sorted((r for r in rows if r["on_page"]), key=lambda r: (r["created_at"], r["id"]), reverse=True)
-    recent: dict[int, list[int]] = {}
     try:
-        for row in rows:
-            if not row["on_page"]:
-                keys = recent.setdefault(row["author_id"], [])
-                if row["id"] is not None:
-                    keys.append(post_key(row["created_at"], row["id"]))
+        return page, keys_by_author(r for r in rows if not r["on_page"])
     except ValueError:
         return page, None
-    return page, {author: tuple(sorted(keys, reverse=True)) for author, keys in recent.items()}
 
 
 async def _page_by_scan(

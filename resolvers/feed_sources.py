@@ -16,6 +16,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from typing import Any
 
 import orjson
 
@@ -134,7 +135,16 @@ SELECT author_id, id, created_at FROM (
 async def recent_posts_from_db(db: Database, author_ids: list[int]) -> dict[int, tuple[int, ...]]:
     sql = _RECENT_PG if db.dialect == "postgresql" else _RECENT_SQLITE
     rows = await db.fetch_all(sql, {"ids": author_ids, "k": KEYS_PER_AUTHOR})
-    found: dict[int, list[int]] = {a: [] for a in author_ids}
+    return keys_by_author(rows, author_ids)
+
+
+def keys_by_author(rows: Iterable[Any], authors: Iterable[int] = ()) -> dict[int, tuple[int, ...]]:
+    """Rows of (author_id, id, created_at) as each author's keys, newest first; `authors` and
+    rows without a post (id NULL: a followee who never posted) get an empty list. ValueError
+    for an id beyond what a key holds (`post_key`)."""
+    found: dict[int, list[int]] = {a: [] for a in authors}
     for row in rows:
-        found[row["author_id"]].append(post_key(row["created_at"], row["id"]))
+        keys = found.setdefault(row["author_id"], [])
+        if row["id"] is not None:
+            keys.append(post_key(row["created_at"], row["id"]))
     return {a: tuple(sorted(keys, reverse=True)) for a, keys in found.items()}
