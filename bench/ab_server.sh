@@ -20,21 +20,16 @@ DURATION="${DURATION:-10}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BFF_PORT="${BFF_PORT:-18010}"
 OUT="$ROOT/.tmp/ab/results.jsonl"
-[ -d "$WORK" ] || { echo "run 'make bench' once first: it sets up $WORK" >&2; exit 1; }
+. "$ROOT/bench/bff_server.sh"
+harness_up
 mkdir -p "$ROOT/.tmp/ab"
 : > "$OUT"
 for rev in "$REV_A" "$REV_B"; do
   dir="$ROOT/.tmp/ab/$rev"
-  [ -d "$dir" ] || git worktree add -q --detach "$dir" "$rev"
+  [ -d "$dir" ] || git -C "$ROOT" worktree add -q --detach "$dir" "$rev"
 done
-cd "$WORK"
-. ./env.sh
-deps/up >/dev/null
-. "$ROOT/bench/bff_server.sh"
-mkdir -p .run/logs
 serve() {  # serve <label> <rev>
-  BFF_CODE="$ROOT/.tmp/ab/$2" bff_start "postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench" "$BFF_PORT" \
-    "$WORK/.run/bff-tokens.txt"
+  BFF_CODE="$ROOT/.tmp/ab/$2" bff_start_bench "$BFF_PORT"
   ./bench-query "$1" "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$WORK/.run/bff-tokens.txt" \
     --server-pid "$BFF_PID" --concurrency 16 --duration "$DURATION" --warmup 3 --out "$OUT" >/dev/null 2>&1
   bff_stop

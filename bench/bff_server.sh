@@ -23,3 +23,15 @@ bff_stop() {
   for _ in $(seq 100); do kill -0 "$BFF_PID" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$BFF_PID" 2>/dev/null || true
 }
+
+harness_up() {  # for tools run after one `make bench`: into its copy, its Postgres up, bff's logs dir
+  [ -d "$WORK" ] || { echo "run 'make bench' once first: it sets up $WORK" >&2; return 1; }
+  cd "$WORK"
+  . ./env.sh
+  deps/up >/dev/null
+  mkdir -p .run/logs
+}
+
+bff_start_bench() {  # bff_start_bench <port>: on the harness's bff_bench database, with its tokens
+  bff_start "postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench" "$1" "$WORK/.run/bff-tokens.txt"
+}

@@ -16,13 +16,9 @@ SECONDS_SAMPLED="${1:-12}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BFF_PORT="${BFF_PORT:-18010}"
 RAW="$ROOT/.tmp/profile-home.raw"
-[ -d "$WORK" ] || { echo "run 'make bench' once first: it sets up $WORK" >&2; exit 1; }
-cd "$WORK"
-. ./env.sh
-deps/up >/dev/null
 . "$ROOT/bench/bff_server.sh"
-mkdir -p .run/logs
-bff_start "postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench" "$BFF_PORT" "$WORK/.run/bff-tokens.txt"
+harness_up
+bff_start_bench "$BFF_PORT"
 trap bff_stop EXIT
 ./bench-query bff-profiled "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json \
   "tokens:$WORK/.run/bff-tokens.txt" --server-pid "$BFF_PID" --concurrency 16 \
