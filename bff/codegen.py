@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    FieldNode,
     GraphQLResolveInfo,
     get_named_type,
     is_abstract_type,
@@ -132,6 +133,11 @@ class LazyInfo(Info):
     @property
     def context(self) -> Any:
         return self._run.executor.context_value
+
+    @property
+    def field_nodes(self) -> list[FieldNode]:
+        """The field's nodes (the plan's), without building the resolve info for them."""
+        return self._step.nodes
 
     def __getattr__(self, name: str) -> Any:
         if name != "_raw_info":

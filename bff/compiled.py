@@ -46,6 +46,9 @@ from graphql import (
     VariableNode,
     execute,
 )
+from graphql.execution.collect_fields import FragmentDetails
+from graphql.execution.executor import default_field_resolver, default_type_resolver
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -66,6 +69,10 @@ __all__ = [
 
 _MISSING = object()
 _MAX_VARIANTS = 16  # @include/@skip variable combinations kept per plan
+_MAX_VARIABLE_SETS = 32  # coerced variable sets kept per plan (bounded: cursors differ per page)
+# Raw variable values whose coercion may be reused: immutable, and compared with their type
+# (True == 1 and 1 == 1.0 in Python, while Int refuses true and a Float may not be an Int).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 # -- the public face -------------------------------------------------------------------------
@@ -79,8 +86,45 @@ class Plan:
     document: DocumentNode
     operation_name: str | None
     directive_variables: tuple[str, ...]
+    operation: OperationDefinitionNode
     variants: OrderedDict[tuple[Any, ...], Object] = field(default_factory=OrderedDict)
     generate: bool = True  # run generated Python source (bff/codegen.py), not the step walk
+    # What graphql-core's `Executor.build` derives from the document on every request, kept.
+    fragment_definitions: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
+    fragments: dict[str, FragmentDetails] = field(default_factory=dict)
+    variable_sets: OrderedDict[tuple[Any, ...], VariableValues] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        for definition in self.document.definitions:
+            if isinstance(definition, FragmentDefinitionNode):  # none has variables: _scan refuses
+                self.fragment_definitions[definition.name.value] = definition
+                self.fragments[definition.name.value] = FragmentDetails(definition, None)
+
+    def coerce(self, raw: dict[str, Any] | None) -> VariableValues | list[GraphQLError]:
+        """graphql-core's coercion of this operation's variables, reused for repeated scalar sets.
+
+        A screen's request sends the same few scalars again and again (`first: 20`, a game id);
+        their coercion is the same every time. Each request gets its own dicts all the same.
+        """
+        raw = raw or {}
+        key: tuple[Any, ...] | None = None
+        if all(type(value) in _SCALARS for value in raw.values()):
+            key = tuple((name, type(value), value) for name, value in raw.items())
+            known = self.variable_sets.get(key)
+            if known is not None:
+                return VariableValues(dict(known.sources), dict(known.coerced))
+        coerced = get_variable_values(
+            self.schema._schema, self.operation.variable_definitions or (), raw, max_errors=50
+        )
+        if (
+            key is not None
+            and not isinstance(coerced, list)
+            and all(type(value) in _SCALARS for value in coerced.coerced.values())
+        ):
+            self.variable_sets[key] = VariableValues(dict(coerced.sources), dict(coerced.coerced))
+            if len(self.variable_sets) > _MAX_VARIABLE_SETS:
+                self.variable_sets.popitem(last=False)
+        return coerced
 
 
 def compile_operation(
@@ -107,7 +151,7 @@ def compile_operation(
         _scan(chosen[0].selection_set, variables)
     except Unsupported:
         return None
-    return Plan(schema, document, operation_name, tuple(dict.fromkeys(variables)))
+    return Plan(schema, document, operation_name, tuple(dict.fromkeys(variables)), chosen[0])
 
 
 def _scan(selection_set: SelectionSetNode | None, variables: list[str]) -> None:
@@ -139,22 +183,28 @@ async def execute_plan(plan: Plan, context: Any, variables: dict[str, Any] | Non
     """Run a plan with this request's context and variables: graphql-core's `execute` result."""
     schema = plan.schema
     executor_class = schema.execution_context_class or StrawberryGraphQLCoreExecutionContext
-    # As bff/graphql_http.py's `execute` builds it: infos are strawberry's, variables coerced once.
-    built = executor_class.build(
+    coerced = plan.coerce(variables)
+    if isinstance(coerced, list):
+        return ExecutionResult(None, coerced)  # variables that do not coerce: a request error
+    # What `Executor.build` returns for this document and these variables (as bff/graphql_http.py's
+    # `execute` calls it: infos are strawberry's), without finding the operation and fragments
+    # and coercing the variables again: the plan holds them.
+    built = executor_class(
         schema._schema,
-        plan.document,
+        plan.fragment_definitions,
+        plan.fragments,
         None,
         context,
-        variables,
-        plan.operation_name,
+        plan.operation,
+        coerced,
+        default_field_resolver,
+        default_type_resolver,
+        default_field_resolver,
         is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-        operation_extensions=None,
+        operation_extensions=None,  # type: ignore[call-arg]  # strawberry's executor takes it
     )
-    if isinstance(built, list):
-        return ExecutionResult(None, built)  # variables that do not coerce: a request error
     run = Run(built)
-    coerced = built.variable_values.coerced
-    key = tuple(coerced.get(name, _MISSING) for name in plan.directive_variables)
+    key = tuple(coerced.coerced.get(name, _MISSING) for name in plan.directive_variables)
     root = plan.variants.get(key)
     if root is None:
         try:

@@ -2,14 +2,28 @@
 
 `selected(info, "edges", "node")` answers with the field names selected at that path,
 fragments and inline fragments included. A field is fetched only if some client asked for it.
+
+The answer depends only on the field's nodes (and the fragments of their document), which a
+document in use keeps from one request to the next: answers are kept per nodes and path, so a
+screen's list resolvers do not walk the same selection on every request, and under a compiled
+plan (bff/codegen.py's `LazyInfo`) graphql-core's resolve info is not even built for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
+
+from bff.codegen import LazyInfo
+
+_KEPT = 512  # (nodes, path) answers kept: a few per document in use
+# Keyed by the nodes' identities; each entry holds its nodes, so no identity is reused meanwhile.
+_answers: OrderedDict[tuple[tuple[int, ...], tuple[str, ...]], tuple[Sequence[FieldNode], frozenset[str]]] = (
+    OrderedDict()
+)
 
 
 def _fields(selection_set: SelectionSetNode | None, info: Info, seen: set[str]) -> Iterable[FieldNode]:
@@ -27,11 +41,25 @@ def _fields(selection_set: SelectionSetNode | None, info: Info, seen: set[str]) 
                 yield from _fields(fragment.selection_set, info, seen | {name})
 
 
-def selected(info: Info, *path: str) -> set[str]:
+def selected(info: Info, *path: str) -> frozenset[str]:
     """Field names (not aliases) selected at `path` below the current field."""
-    level: list[FieldNode] = list(info._raw_info.field_nodes)
+    nodes = info.field_nodes if isinstance(info, LazyInfo) else info._raw_info.field_nodes
+    key = (tuple(map(id, nodes)), path)
+    kept = _answers.get(key)
+    if kept is not None:
+        _answers.move_to_end(key)
+        return kept[1]
+    answer = _walk(info, nodes, path)
+    _answers[key] = (nodes, answer)
+    if len(_answers) > _KEPT:
+        _answers.popitem(last=False)
+    return answer
+
+
+def _walk(info: Info, nodes: Sequence[FieldNode], path: tuple[str, ...]) -> frozenset[str]:
+    level: list[FieldNode] = list(nodes)
     for name in path:
         level = [
             f for node in level for f in _fields(node.selection_set, info, set()) if f.name.value == name
         ]
-    return {f.name.value for node in level for f in _fields(node.selection_set, info, set())}
+    return frozenset(f.name.value for node in level for f in _fields(node.selection_set, info, set()))
