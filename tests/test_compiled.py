@@ -270,6 +270,57 @@ async def test_variables_that_do_not_coerce_are_a_request_error_alike(app: Starl
     assert result.data is None and result.errors and result.errors[0].path is None
 
 
+async def test_coerced_variables_are_kept_per_typed_scalar_set_and_copied_per_request(
+    app: Starlette,
+) -> None:
+    home = op("home.json")
+    document = parse(home["query"])
+    plan = compile_operation(app.state.services.schema, document, "Home")
+    assert plan is not None
+    for variables in ({"first": 3, "game": "1"}, {"first": 3, "game": "1"}, {"first": True, "game": "1"}):
+        # `true` equals 1 in Python: a set kept for 1 must not answer for it (Int refuses true).
+        expected = await run_core(app, document, "Home", variables, 7)
+        got = await execute_plan(plan, context(app, 7), variables)
+        assert got.data == expected.data and errors_of(got) == errors_of(expected)
+    assert got.data is None and got.errors  # the request error, from the plan as from graphql-core
+    assert list(plan.variable_sets) == [(("first", int, 3), ("game", str, "1"))]
+    one, two = plan.coerce({"first": 3, "game": "1"}), plan.coerce({"first": 3, "game": "1"})
+    assert not isinstance(one, list) and not isinstance(two, list)
+    assert one.coerced == two.coerced == {"first": 3, "game": "1"}
+    assert one.coerced is not two.coerced  # each request its own dicts
+    for first in range(40):  # bounded: a cursor differs on every page
+        plan.coerce({"first": first, "game": "1", "after": f"cursor-{first}"})
+    assert len(plan.variable_sets) == 32
+
+
+async def test_a_plan_builds_no_resolve_info_for_homes_list_resolvers(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`selected()` reads the plan's nodes and keeps its answers: no graphql-core info per request."""
+    from bff import codegen
+
+    built: list[Any] = []
+    real = codegen._resolve_info
+    monkeypatch.setattr(codegen, "_resolve_info", lambda *a: built.append(a) or real(*a))
+    home = op("home-relay.json")
+    plan = compile_operation(app.state.services.schema, parse(home["query"]), "Home")
+    assert plan is not None
+    for _ in range(2):
+        result = await execute_plan(plan, context(app, 7), home["variables"])
+        assert result.errors is None
+    assert built == []
+
+
+async def test_selections_are_answered_per_document_and_fragment(app: Starlette) -> None:
+    without = await both(app, "{ games { leaderboard(first: 2) { rank } } }")
+    assert without.data is not None and "user" not in without.data["games"][0]["leaderboard"][0]
+    spread = await both(
+        app,
+        "{ games { leaderboard(first: 2) { rank ...U } } } fragment U on LeaderboardEntry { user { handle } }",
+    )
+    assert spread.data is not None and spread.data["games"][0]["leaderboard"][0]["user"]["handle"]
+
+
 @pytest.mark.parametrize(
     "query",
     [
