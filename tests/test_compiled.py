@@ -301,7 +301,12 @@ async def test_a_plan_builds_no_resolve_info_for_homes_list_resolvers(
 
     built: list[Any] = []
     real = codegen._resolve_info
-    monkeypatch.setattr(codegen, "_resolve_info", lambda *a: built.append(a) or real(*a))
+
+    def counted(*args: Any) -> Any:
+        built.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(codegen, "_resolve_info", counted)
     home = op("home-relay.json")
     plan = compile_operation(app.state.services.schema, parse(home["query"]), "Home")
     assert plan is not None
