@@ -5,10 +5,14 @@ post's author: three calls, a path tuple per object and a completer step per fie
 every value was fetched by plan and only needs reading. Here such a selection becomes one
 function that reads every value, tests each is what needs no completion, and returns the
 nested answer at once; anything else sends the object to the generic function.
+
+`rows_function` does the same for a whole list of rows (bff/row_lists.py): the values are read
+from the rows as the list's projection says, and no object is built at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
@@ -17,9 +21,12 @@ from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from bff.codegen import FieldsFunction, completes_without_info, leaf_test, plain_name
 from bff.compiled_complete import Leaf, NonNull, Object
 from bff.known import known_attribute
+from bff.row_lists import RowProjection
 
 if TYPE_CHECKING:
     from bff.compiled_steps import Step
+
+RowsFunction = Callable[[Sequence[Any]], list[Any] | None]
 
 _FUSED_LIMIT = 200  # fields inlined into one fused function, descendants included
 # A share that grows means a list resolver stopped fetching what its objects' fields read.
@@ -75,14 +82,62 @@ def fused_function(completer: Object, generic: FieldsFunction) -> FieldsFunction
     return function
 
 
+def rows_function(completer: Object, projection: RowProjection) -> RowsFunction | None:
+    """The answer for a list of `projection`'s rows under this selection, built from the rows.
+
+    One generated loop reads each row's values as the projection says, with the tests
+    `fused_function` makes; the first value that needs more (None for a non-null field, a value
+    to complete, a row of another class) abandons the whole list: None, and the caller
+    completes the objects the list builds, as if no projection existed. None when a field of
+    the selection (or of an object below it) is not in the projection.
+    """
+    if projection.origin is not completer.origin or completer.exact == "ask":
+        return None
+    namespace: dict[str, Any] = {"R": projection.row}
+    fuse = _Fuse(namespace, fallback="return None")
+    literal = fuse.selection(completer.steps, "src", projection)
+    if literal is None or fuse.fields > _FUSED_LIMIT:
+        return None
+    guards = "".join(f"            {line}\n" for line in fuse.lines)
+    source = (
+        "# from rows\n"
+        "def rows(items):\n"
+        "    out = []\n"
+        "    append = out.append\n"
+        "    try:\n"
+        "        for src in items:\n"
+        "            if type(src) is not R:\n"
+        "                return None\n"
+        f"{guards}"
+        f"            append({literal})\n"
+        "    except Exception:\n"
+        "        return None\n"
+        "    return out\n"
+    )
+    name = f"{completer.object_type.name} from {projection.row.__name__}"
+    exec(compile(source, f"<bff.codegen_fused {name}>", "exec"), namespace)
+    generated: RowsFunction = namespace["rows"]
+    fallbacks = FALLBACKS.labels(completer.object_type.name)
+
+    def answer(rows: Sequence[Any]) -> list[Any] | None:
+        out = generated(rows)
+        if out is None:
+            fallbacks.inc()
+        return out
+
+    answer.__source__ = source  # type: ignore[attr-defined]  # for debugging and the tests
+    return answer
+
+
 _FALLBACK = "return g(run, _steps, src, path)"
 
 
 class _Fuse:
     """Writes the guarded reads of one fused selection and the dict literal they fill."""
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], fallback: str = _FALLBACK) -> None:
         self.namespace = namespace
+        self.fallback = fallback  # the statement that abandons the attempt
         self.lines: list[str] = []
         self.fields = 0
         self.names = 0
@@ -94,22 +149,32 @@ class _Fuse:
         self.namespace[name] = value
         return name
 
-    def selection(self, steps: list[Step], source: str) -> str | None:
+    def selection(self, steps: list[Step], source: str, rows: RowProjection | None = None) -> str | None:
+        """The literal for `steps` of `source`: an object, or a row of `rows` when given."""
         parts = []
         for step in steps:
-            value = self.field(step, source)
+            value = self.field(step, source, rows)
             if value is None:
                 return None
             parts.append(f"{step.key!r}: {value}")
         return "{" + ", ".join(parts) + "}"
 
-    def field(self, step: Step, source: str) -> str | None:
+    def field(self, step: Step, source: str, rows: RowProjection | None) -> str | None:
         self.fields += 1
         if step.typename is not None:
             return repr(step.typename)
         if not completes_without_info(step):
             return None
-        if step.attr is not None and plain_name(step.attr):
+        below: RowProjection | None = None
+        if rows is not None:
+            how = rows.fields.get(step.name)
+            if how is None:
+                return None
+            # A field with a resolver takes None as "not fetched", as `known_as` values do.
+            read, known, below = f"{source}.{how.path}" if how.path else source, step.attr is None, how.rows
+            if how.convert is not None:
+                read = f"{self.name('f', how.convert)}({read})"
+        elif step.attr is not None and plain_name(step.attr):
             read, known = f"{source}.{step.attr}", False
         elif (
             step.direct is not None
@@ -132,7 +197,9 @@ class _Fuse:
         if isinstance(inner, Leaf):
             return self.leaf(var, inner, nullable)
         if isinstance(inner, Object):
-            return self.object(var, inner)
+            if rows is None:
+                return self.object(var, inner)
+            return None if below is None else self.row(var, inner, below)
         return None
 
     def leaf(self, var: str, leaf: Leaf, nullable: bool) -> str | None:
@@ -140,14 +207,14 @@ class _Fuse:
         test = leaf_test(self.names, leaf, self.namespace, var)
         if test is not None:
             condition = f"{var} is None or {test}" if nullable else test
-            self.lines.append(f"if not ({condition}): {_FALLBACK}")
+            self.lines.append(f"if not ({condition}): {self.fallback}")
             return var
         if leaf.converts:
             kinds, coerce = self.name("t", leaf.converts), self.name("k", leaf.coerce)
             if nullable:
-                self.lines.append(f"if {var} is not None and type({var}) not in {kinds}: {_FALLBACK}")
+                self.lines.append(f"if {var} is not None and type({var}) not in {kinds}: {self.fallback}")
                 return f"(None if {var} is None else {coerce}({var}))"
-            self.lines.append(f"if type({var}) not in {kinds}: {_FALLBACK}")
+            self.lines.append(f"if type({var}) not in {kinds}: {self.fallback}")
             return f"{coerce}({var})"
         return None
 
@@ -159,5 +226,13 @@ class _Fuse:
         if completer.exact == "uncast":
             self.namespace["CAST"] = TYPE_CAST_ATTRIBUTE
             test += f" or getattr({var}, CAST, None) is not None"
-        self.lines.append(f"if {test}: {_FALLBACK}")
+        self.lines.append(f"if {test}: {self.fallback}")
         return self.selection(completer.steps, var)
+
+    def row(self, var: str, completer: Object, rows: RowProjection) -> str | None:
+        """An object-valued field read from a row: its selection, read from the row below."""
+        if rows.origin is not completer.origin or completer.exact == "ask":
+            return None
+        kind = self.name("r", rows.row)
+        self.lines.append(f"if type({var}) is not {kind}: {self.fallback}")
+        return self.selection(completer.steps, var, rows)

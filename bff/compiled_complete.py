@@ -35,6 +35,7 @@ from bff.compiled_run import (
     is_awaitable,
     new_tuple,
 )
+from bff.row_lists import RowList, RowProjection
 
 if TYPE_CHECKING:
     from bff.compiled_steps import Compiler, Step
@@ -147,6 +148,12 @@ class ListOf(Completer):
         # object's fields: what NonNull.complete, Object.complete and complete_object would do.
         objects: Any = item.inner if isinstance(item, NonNull) else item
         origin = objects.origin if isinstance(objects, Object) else _NO_CLASS
+        if type(items) is RowList:
+            # Rows a list resolver fetched: answered from them when the plan can, else their objects.
+            answer = objects.answer_rows(items) if origin is not _NO_CLASS else None
+            if answer is not None:
+                return answer
+            items = items.objects()
         completed: list[Any] = []
         pending: list[int] = []
         iterator = iter(items)
@@ -183,8 +190,21 @@ class ListOf(Completer):
         return gather_into(completed, pending)
 
 
+_UNSET: Any = object()
+
+
 class Object(Completer):
-    __slots__ = ("exact", "execute", "is_type_of", "object_type", "origin", "steps", "type")
+    __slots__ = (
+        "exact",
+        "execute",
+        "from_rows",
+        "is_type_of",
+        "object_type",
+        "origin",
+        "rows_for",
+        "steps",
+        "type",
+    )
 
     def __init__(self, type_: GraphQLObjectType, steps: list[Step]) -> None:
         self.type = self.object_type = type_
@@ -192,6 +212,10 @@ class Object(Completer):
         # How the fields of one value are computed: the generic walk, or the function
         # bff/codegen.py generated for these steps (set by the compiler).
         self.execute: Callable[[Run, Any, Any, Path | None], Any] = execute_fields
+        # How a list of rows is answered under these steps (bff/row_lists.py): made per
+        # projection by the compiler's function (None: the step walk, which builds objects).
+        self.rows_for: Callable[[RowProjection], Callable[[Any], list[Any] | None] | None] | None = None
+        self.from_rows: dict[RowProjection, Callable[[Any], list[Any] | None] | None] = {}
         # strawberry's generated is_type_of ignores its info: a field without a resolver passes None.
         self.is_type_of = type_.is_type_of
         definition = type_.extensions.get("strawberry-definition")
@@ -206,6 +230,14 @@ class Object(Completer):
             if strawberry_is_type_of(type_) and getattr(definition, "concrete_of", None) is None
             else "ask"
         )
+
+    def answer_rows(self, items: RowList[Any]) -> list[Any] | None:
+        """The completed list built from `items`' rows, or None: complete their objects instead."""
+        function = self.from_rows.get(items.projection, _UNSET)
+        if function is _UNSET:
+            make = self.rows_for
+            function = self.from_rows[items.projection] = make(items.projection) if make else None
+        return None if function is None else function(items.rows)
 
     def accepts(self, result: Any, info: Any) -> bool:
         """`is_type_of` for a value that is neither None, an exception nor an awaitable."""

@@ -6,6 +6,7 @@ object (field definition, arguments of literals, completion kind) is done here o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
 from bff.codegen import ResolverCall, fields_function
-from bff.codegen_fused import fused_function
+from bff.codegen_fused import fused_function, rows_function
 from bff.compiled_complete import (
     LEAF_PLACEHOLDER,
     Abstract,
@@ -152,6 +153,7 @@ class Compiler:
         if self.generate:
             generic = fields_function(steps)
             completer.execute = fused_function(completer, generic) or generic
+            completer.rows_for = functools.partial(rows_function, completer)
         return completer
 
     def steps(

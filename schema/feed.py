@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import cast
 
 import strawberry
 from strawberry.types import Info
 
 from bff.known import known_as
+from bff.row_lists import Read, RowList, RowProjection
 from resolvers.context import Context
 from resolvers.rows import PostRow, PostView
 from schema.node import Node
 from schema.relay import encode_feed_cursor, memoized_global_id
-from schema.users import User, then
+from schema.users import USER_ROWS, User, then
 
 
 @strawberry.type(description="A post in someone's feed.")
@@ -69,6 +72,38 @@ class PostEdge:
     cursor: str = strawberry.field(description="Opaque position: pass it as `after` to continue from here.")
     node: Post = strawberry.field(description="The post.")
 
+    @classmethod
+    def from_view(cls, view: PostView) -> PostEdge:
+        return cls(cursor=view_cursor(view), node=Post.from_row(view.post, view))
+
+
+def view_cursor(view: PostView) -> str:
+    return encode_feed_cursor(view.post.created_at, view.post.id)
+
+
+# A feed page read from its views by compiled plans (bff/row_lists.py): what `PostEdge.from_view`
+# and `Post.from_row` hold. Stats or an author the page did not fetch (None) send the page to
+# the objects, whose resolvers load them.
+POST_ROWS = RowProjection(
+    Post,
+    PostView,
+    lambda view: Post.from_row(view.post, view),
+    {
+        "id": Read("post.id", convert=functools.partial(memoized_global_id, "Post")),
+        "body": Read("post.body"),
+        "createdAt": Read("post.created_at"),
+        "likeCount": Read("stats.like_count"),
+        "viewerHasLiked": Read("stats.viewer_has_liked"),
+        "author": Read("author", rows=USER_ROWS),
+    },
+)
+EDGE_ROWS = RowProjection(
+    PostEdge,
+    PostView,
+    PostEdge.from_view,
+    {"cursor": Read(convert=view_cursor), "node": Read(rows=POST_ROWS)},
+)
+
 
 @strawberry.type(description="Where a page sits in a connection.")
 class PageInfo:
@@ -87,16 +122,13 @@ class PostConnection:
     def from_views(
         cls, views: list[PostView], has_next_page: bool, has_previous_page: bool
     ) -> PostConnection:
-        edges = [
-            PostEdge(cursor=encode_feed_cursor(v.post.created_at, v.post.id), node=Post.from_row(v.post, v))
-            for v in views
-        ]
         return cls(
-            edges=edges,
+            # A sequence of PostEdge to whoever iterates it; compiled plans read the views.
+            edges=cast("list[PostEdge]", RowList(EDGE_ROWS, views)),
             page_info=PageInfo(
-                end_cursor=edges[-1].cursor if edges else None,
+                end_cursor=view_cursor(views[-1]) if views else None,
                 has_next_page=has_next_page,
-                start_cursor=edges[0].cursor if edges else None,
+                start_cursor=view_cursor(views[0]) if views else None,
                 has_previous_page=has_previous_page,
             ),
         )

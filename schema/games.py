@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import strawberry
 from strawberry.types import Info
 
 from bff.known import known_as
+from bff.row_lists import Read, RowList, RowProjection
 from resolvers import games as game_resolvers
 from resolvers.context import Context
 from resolvers.rows import GameRow, LeaderboardRow
 from schema.node import Node
 from schema.relay import page_size, to_global_id
 from schema.selection import selected
-from schema.users import User, then
+from schema.users import USER_ROWS, User, then
 
 
 @strawberry.type(description="One row of a leaderboard: a user's best score in a game.")
@@ -36,6 +39,15 @@ class LeaderboardEntry:
         return then(info.context.loaders.user_by_id.load(self.user_pk), User.from_row)  # type: ignore[no-any-return]
 
 
+# Leaderboard entries read from their rows by compiled plans (bff/row_lists.py).
+LEADERBOARD_ROWS = RowProjection(
+    LeaderboardEntry,
+    LeaderboardRow,
+    LeaderboardEntry.from_row,
+    {"rank": Read("entry.rank"), "points": Read("entry.points"), "user": Read("user", rows=USER_ROWS)},
+)
+
+
 @strawberry.type(description="A game with a leaderboard.")
 class Game(Node):
     name: str = strawberry.field(description="Display name of the game.")
@@ -56,7 +68,8 @@ async def load_leaderboard(
     ctx = info.context
     n = page_size(first, 10, ctx.settings.max_page_size, "first")
     rows = await game_resolvers.leaderboard(ctx, game_id, n, with_users="user" in selected(info))
-    return [LeaderboardEntry.from_row(r) for r in rows]
+    # A sequence of LeaderboardEntry to whoever iterates it; compiled plans read the rows.
+    return cast("list[LeaderboardEntry]", RowList(LEADERBOARD_ROWS, rows))
 
 
 @strawberry.type(description="The result of `submitScore`.")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
+from bff.row_lists import Read, RowProjection
 from resolvers import users as user_resolvers
 from resolvers.context import Context
 from resolvers.rows import UserRow
@@ -47,6 +49,21 @@ class User(Node):
         from schema.chat import ChatRoom
 
         return [ChatRoom.from_row(r) for r in await user_resolvers.rooms_of(info.context, self.pk)]
+
+
+# Users read from their rows by compiled plans (bff/row_lists.py): what `User.from_row` holds.
+USER_ROWS = RowProjection(
+    User,
+    UserRow,
+    User.from_row,
+    {
+        "id": Read("id", convert=functools.partial(memoized_global_id, "User")),
+        "handle": Read("handle"),
+        "displayName": Read("display_name"),
+        "avatarUrl": Read("avatar_url"),
+        "createdAt": Read("created_at"),
+    },
+)
 
 
 def then(future: Any, convert: Any) -> Any:
