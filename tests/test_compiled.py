@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from graphql import DocumentNode, ExecutionResult, parse, validate
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from bff.auth import Viewer
@@ -27,8 +29,13 @@ from bff.compiled import (
 )
 from bff.db import Database, StatementCounter, current_counter
 from bff.errors import format_error
+from bff.row_lists import RowList
 from resolvers.context import Context
+from resolvers.rows import UserRow
+from schema.feed import EDGE_ROWS, POST_ROWS
+from schema.games import LEADERBOARD_ROWS
 from schema.relay import to_global_id
+from schema.users import USER_ROWS, User
 
 OPS = Path(__file__).parent / "ops"
 
@@ -324,6 +331,120 @@ async def test_selections_are_answered_per_document_and_fragment(app: Starlette)
         "{ games { leaderboard(first: 2) { rank ...U } } } fragment U on LeaderboardEntry { user { handle } }",
     )
     assert spread.data is not None and spread.data["games"][0]["leaderboard"][0]["user"]["handle"]
+
+
+PROJECTED = """
+    query Projected($first: Int) {
+      feed(first: $first) {
+        edges {
+          __typename cursor
+          node {
+            __typename id body createdAt likeCount viewerHasLiked
+            author { __typename id handle displayName avatarUrl createdAt }
+          }
+        }
+        pageInfo { endCursor hasNextPage }
+      }
+      leaderboard(gameId: "1", first: 10) {
+        __typename rank points user { __typename id handle displayName avatarUrl createdAt }
+      }
+      games { leaderboard(first: 3) { rank again: rank user { h: handle } } }
+    }
+"""
+
+
+def count_built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the types whose RowList built its objects, one per build, from now on."""
+    built: list[str] = []
+    real = RowList.objects
+
+    def objects(self: RowList[Any]) -> list[Any]:
+        if self._built is None:
+            built.append(self.projection.origin.__name__)
+        return real(self)
+
+    monkeypatch.setattr(RowList, "objects", objects)
+    return built
+
+
+async def test_every_projected_field_is_answered_from_rows_as_the_objects_answer(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # graphql-core and the step walk complete the objects the lists build; the generated plan
+    # reads the rows: the three answers must be equal.
+    result = await both(app, PROJECTED, {"first": 20}, user=7, name="Projected")
+    assert result.errors is None and result.data is not None
+    assert len(result.data["feed"]["edges"]) == 20 and len(result.data["leaderboard"]) == 10
+    built = count_built(monkeypatch)
+    plan = compile_operation(app.state.services.schema, parse(PROJECTED), "Projected")
+    assert plan is not None
+    again = await execute_plan(plan, context(app, 7), {"first": 20})
+    assert again.data == result.data
+    assert built == []  # no PostEdge, Post, User or LeaderboardEntry object was built
+
+
+def test_projections_name_fields_of_their_types(app: Starlette) -> None:
+    """A misspelt field would silently send every list of the type to its objects."""
+    schema = app.state.services.schema._schema
+    for projection in (USER_ROWS, POST_ROWS, EDGE_ROWS, LEADERBOARD_ROWS):
+        graphql_type = schema.get_type(projection.origin.__name__)
+        assert set(projection.fields) <= set(graphql_type.fields), projection.origin
+
+
+async def test_a_selection_the_projection_does_not_cover_completes_the_objects(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # User.rooms has a resolver, which no projection reads (and which refuses others' rooms:
+    # FORBIDDEN nulls the feed, alike in every executor).
+    query = "{ feed(first: 3) { edges { node { id author { id rooms { id } } } } } }"
+    built = count_built(monkeypatch)
+    result = await both(app, query, user=7, ordered=False)
+    assert result.data == {"feed": None}
+    assert {e["extensions"]["code"] for e in errors_of(result) or []} == {"FORBIDDEN"}
+    assert "PostEdge" in built
+
+
+async def test_a_row_missing_a_value_sends_the_list_to_the_objects_and_their_resolvers(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view without its stats (not fetched) has no like count to read: the resolvers load it."""
+    from resolvers import posts as post_resolvers
+
+    real = post_resolvers.hydrate
+
+    async def without_first_stats(*args: Any, **kwargs: Any) -> Any:
+        views = await real(*args, **kwargs)
+        if views:
+            views[0].stats = None
+        return views
+
+    home = op("home-relay.json")
+    document = parse(home["query"])
+    expected = await run_core(app, document, "Home", home["variables"], 7)
+    monkeypatch.setattr(post_resolvers, "hydrate", without_first_stats)
+    before = fallbacks_of("PostEdge")
+    plan = compile_operation(app.state.services.schema, document, "Home")
+    assert plan is not None
+    got = await execute_plan(plan, context(app, 7), home["variables"])
+    assert got.errors is None and got.data == expected.data
+    # The list left its rows (one), then the edge whose post holds no like count left its fused
+    # selection for the generic function (one more); the other 19 edges stayed fused.
+    assert fallbacks_of("PostEdge") == before + 2
+
+
+def fallbacks_of(type_name: str) -> float:
+    return REGISTRY.get_sample_value("bff_fused_fallbacks_total", {"type": type_name}) or 0.0
+
+
+def test_a_row_list_is_a_sequence_of_the_objects_built_once() -> None:
+    rows = [
+        UserRow(i, f"u{i}", f"U {i}", f"https://a/{i}", datetime(2026, 1, i, tzinfo=UTC)) for i in (1, 2, 3)
+    ]
+    users: RowList[User] = RowList(USER_ROWS, rows)
+    assert len(users) == 3 and repr(users) == "RowList(User, 3 rows)"
+    first = list(users)
+    assert [u.handle for u in first] == ["u1", "u2", "u3"] and first[0].id == to_global_id("User", 1)
+    assert next(iter(users)) is first[0] and users[1] is first[1] and users[-1:] == first[-1:]
 
 
 @pytest.mark.parametrize(
