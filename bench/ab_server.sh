@@ -15,7 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 WORK="$ROOT/.tmp/peers"
-REV_A="$1" REV_B="$2" ROUNDS="${3:-4}"
+# Commits by their short hashes: a worktree is named after the commit it holds, so a name such
+# as HEAD or a branch, which moves, never reuses a worktree made for another commit.
+REV_A="$(git rev-parse --short "$1^{commit}")" REV_B="$(git rev-parse --short "$2^{commit}")" ROUNDS="${3:-4}"
 DURATION="${DURATION:-10}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BFF_PORT="${BFF_PORT:-18010}"
