@@ -60,11 +60,10 @@ def fused_function(completer: Object, generic: FieldsFunction) -> FieldsFunction
         return generic(run, steps, source, path)
 
     namespace: dict[str, Any] = {"g": fallback, "C": origin}
-    fuse = _Fuse(namespace)
-    literal = fuse.selection(completer.steps, "src")
-    if literal is None or fuse.fields > _FUSED_LIMIT:
+    fused = _fuse(_Fuse(namespace), completer, None, indent=8)
+    if fused is None:
         return None
-    guards = "".join(f"        {line}\n" for line in fuse.lines)
+    guards, literal = fused
     source = (
         "# fused\n"
         "def fields(run, _steps, src, path):\n"
@@ -94,11 +93,10 @@ def rows_function(completer: Object, projection: RowProjection) -> RowsFunction 
     if projection.origin is not completer.origin or completer.exact == "ask":
         return None
     namespace: dict[str, Any] = {"R": projection.row}
-    fuse = _Fuse(namespace, fallback="return None")
-    literal = fuse.selection(completer.steps, "src", projection)
-    if literal is None or fuse.fields > _FUSED_LIMIT:
+    fused = _fuse(_Fuse(namespace, fallback="return None"), completer, projection, indent=12)
+    if fused is None:
         return None
-    guards = "".join(f"            {line}\n" for line in fuse.lines)
+    guards, literal = fused
     source = (
         "# from rows\n"
         "def rows(items):\n"
@@ -127,6 +125,14 @@ def rows_function(completer: Object, projection: RowProjection) -> RowsFunction 
 
     answer.__source__ = source  # type: ignore[attr-defined]  # for debugging and the tests
     return answer
+
+
+def _fuse(fuse: _Fuse, completer: Object, rows: RowProjection | None, indent: int) -> tuple[str, str] | None:
+    """The guard lines (indented) and the literal for `completer`'s selection of `src`, if fused."""
+    literal = fuse.selection(completer.steps, "src", rows)
+    if literal is None or fuse.fields > _FUSED_LIMIT:
+        return None
+    return "".join(f"{' ' * indent}{line}\n" for line in fuse.lines), literal
 
 
 _FALLBACK = "return g(run, _steps, src, path)"
