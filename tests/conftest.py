@@ -22,6 +22,7 @@ from bff.app import create_app
 from bff.config import Settings, load_settings
 from bff.db import Database
 from bff.migrate import upgrade
+from bff.row_lists import RowList
 from bff.seed import seed
 from tests.servers import PostgresServer, RedisServer, run_blocking
 
@@ -155,3 +156,18 @@ def gql(client: httpx.AsyncClient, token: Callable[[int], str]) -> Callable[...,
         )
 
     return post
+
+
+@pytest.fixture
+def built_row_lists(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the types whose RowList built its objects (bff/row_lists.py), one per build, from now on."""
+    built: list[str] = []
+    real = RowList.objects
+
+    def objects(self: RowList[Any]) -> list[Any]:
+        if self._built is None:
+            built.append(self.projection.origin.__name__)
+        return real(self)
+
+    monkeypatch.setattr(RowList, "objects", objects)
+    return built

@@ -353,34 +353,20 @@ PROJECTED = """
 """
 
 
-def count_built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the types whose RowList built its objects, one per build, from now on."""
-    built: list[str] = []
-    real = RowList.objects
-
-    def objects(self: RowList[Any]) -> list[Any]:
-        if self._built is None:
-            built.append(self.projection.origin.__name__)
-        return real(self)
-
-    monkeypatch.setattr(RowList, "objects", objects)
-    return built
-
-
 async def test_every_projected_field_is_answered_from_rows_as_the_objects_answer(
-    app: Starlette, monkeypatch: pytest.MonkeyPatch
+    app: Starlette, built_row_lists: list[str]
 ) -> None:
     # graphql-core and the step walk complete the objects the lists build; the generated plan
     # reads the rows: the three answers must be equal.
     result = await both(app, PROJECTED, {"first": 20}, user=7, name="Projected")
     assert result.errors is None and result.data is not None
     assert len(result.data["feed"]["edges"]) == 20 and len(result.data["leaderboard"]) == 10
-    built = count_built(monkeypatch)
+    built_row_lists.clear()  # from here on: the plan alone
     plan = compile_operation(app.state.services.schema, parse(PROJECTED), "Projected")
     assert plan is not None
     again = await execute_plan(plan, context(app, 7), {"first": 20})
     assert again.data == result.data
-    assert built == []  # no PostEdge, Post, User or LeaderboardEntry object was built
+    assert built_row_lists == []  # no PostEdge, Post, User or LeaderboardEntry object was built
 
 
 def test_projections_name_fields_of_their_types(app: Starlette) -> None:
@@ -392,16 +378,15 @@ def test_projections_name_fields_of_their_types(app: Starlette) -> None:
 
 
 async def test_a_selection_the_projection_does_not_cover_completes_the_objects(
-    app: Starlette, monkeypatch: pytest.MonkeyPatch
+    app: Starlette, built_row_lists: list[str]
 ) -> None:
     # User.rooms has a resolver, which no projection reads (and which refuses others' rooms:
     # FORBIDDEN nulls the feed, alike in every executor).
     query = "{ feed(first: 3) { edges { node { id author { id rooms { id } } } } } }"
-    built = count_built(monkeypatch)
     result = await both(app, query, user=7, ordered=False)
     assert result.data == {"feed": None}
     assert {e["extensions"]["code"] for e in errors_of(result) or []} == {"FORBIDDEN"}
-    assert "PostEdge" in built
+    assert "PostEdge" in built_row_lists
 
 
 async def test_a_row_missing_a_value_sends_the_list_to_the_objects_and_their_resolvers(

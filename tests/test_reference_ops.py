@@ -13,7 +13,6 @@ from prometheus_client import REGISTRY
 
 from bff.compiled_complete import Object
 from bff.db import Database
-from bff.row_lists import RowList
 
 OPS = Path(__file__).parent / "ops"  # copies of ../shared/peers/ops, kept byte for byte
 
@@ -138,23 +137,15 @@ def fallbacks() -> float:
 
 
 async def test_homes_objects_are_answered_by_fused_selections_without_a_fallback(
-    app: Any, gql: Any, monkeypatch: pytest.MonkeyPatch
+    app: Any, gql: Any, built_row_lists: list[str]
 ) -> None:
     home = op("home-relay.json")
     before = fallbacks()
-    built: list[str] = []
-    real = RowList.objects
-
-    def objects(self: RowList[Any]) -> list[Any]:
-        built.append(self.projection.origin.__name__)
-        return real(self)
-
-    monkeypatch.setattr(RowList, "objects", objects)
     for viewer in (12, 12, 13):  # cold, warm, and another viewer
         response = await gql(home["query"], home["variables"], user=viewer)
         assert response.status_code == 200 and "errors" not in response.json()
     assert fallbacks() == before  # every post, author, entry and user held what its fields read
-    assert built == []  # the feed's edges and the leaderboard were answered from their rows
+    assert built_row_lists == []  # the feed's edges and the leaderboard were answered from their rows
     plan = app.state.http.plans.plan(parse(home["query"]), home["operationName"])
     root = next(iter(plan.variants.values()))
     assert {"User", "PostEdge", "Post", "PageInfo", "LeaderboardEntry"} <= fused_types(root)
