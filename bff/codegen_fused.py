@@ -172,10 +172,12 @@ class _Fuse:
         if not completes_without_info(step):
             return None
         below: RowProjection | None = None
+        serialized = False
         if rows is not None:
             how = rows.fields.get(step.name)
             if how is None:
                 return None
+            serialized = how.serialized
             # A field with a resolver takes None as "not fetched", as `known_as` values do.
             read, known, below = f"{source}.{how.path}" if how.path else source, step.attr is None, how.rows
             if how.convert is not None:
@@ -201,6 +203,10 @@ class _Fuse:
             # function (rare, and nothing below it to read).
             nullable = False
         if isinstance(inner, Leaf):
+            if serialized:  # the scalar's text already: a str, or the attempt is abandoned
+                condition = f"{var} is None or type({var}) is str" if nullable else f"type({var}) is str"
+                self.lines.append(f"if not ({condition}): {self.fallback}")
+                return var
             return self.leaf(var, inner, nullable)
         if isinstance(inner, Object):
             if rows is None:

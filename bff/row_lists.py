@@ -29,6 +29,9 @@ class Read:
     `path`: dotted attributes from the row ("post.body"), or "" for the row itself.
     `convert`: a function of that value (a global ID from a primary key), or None.
     `rows`: for an object-valued field, the projection of the value read (its row class).
+    `serialized`: for a leaf field, the value read (a str) is already what the field's scalar
+    serializes the object's value to (a DateTime's `isoformat()` kept per post, say), and is
+    answered as it is.
     A value that is None where the field is non-null, or of a type the field's completion
     would change, sends the whole list to the built objects (whose resolvers decide).
     """
@@ -36,6 +39,7 @@ class Read:
     path: str = ""
     convert: Callable[[Any], Any] | None = None
     rows: RowProjection | None = None
+    serialized: bool = False
 
     def __post_init__(self) -> None:
         if self.path and not all(part.isidentifier() for part in self.path.split(".")):

@@ -14,7 +14,7 @@ from bff.row_lists import Read, RowList, RowProjection
 from resolvers.context import Context
 from resolvers.rows import PostRow, PostView
 from schema.node import Node
-from schema.relay import encode_feed_cursor, memoized_global_id
+from schema.relay import feed_cursor_of, memoized_global_id
 from schema.users import USER_ROWS, User, then
 
 
@@ -77,8 +77,33 @@ class PostEdge:
         return cls(cursor=view_cursor(view), node=Post.from_row(view.post, view))
 
 
+# A post's cursor and its `createdAt` text, by post id: every feed showing the post writes both.
+# Checked against the row's `created_at` (and its tzinfo object: an equal instant in another
+# zone has other text), so a changed row gets new text. Keyed by id, not by the datetime: the
+# rows are read fresh for each page, and hashing an aware datetime costs more than the lookup.
+_TEXTS: dict[int, tuple[datetime, str, str]] = {}
+_TEXTS_SIZE = 1 << 16
+
+
+def _post_texts(post: PostRow) -> tuple[datetime, str, str]:
+    """(created_at, cursor, created_at.isoformat()) of `post`."""
+    created_at = post.created_at
+    texts = _TEXTS.get(post.id)
+    if texts is None or texts[0] != created_at or texts[0].tzinfo is not created_at.tzinfo:
+        iso = created_at.isoformat()
+        texts = _TEXTS[post.id] = (created_at, feed_cursor_of(iso, post.id), iso)
+        if len(_TEXTS) > _TEXTS_SIZE:
+            del _TEXTS[next(iter(_TEXTS))]  # the oldest entry
+    return texts
+
+
 def view_cursor(view: PostView) -> str:
-    return encode_feed_cursor(view.post.created_at, view.post.id)
+    return _post_texts(view.post)[1]
+
+
+def view_created_at_text(view: PostView) -> str:
+    """`createdAt` as strawberry's DateTime serializes it (`isoformat()`), for answers from rows."""
+    return _post_texts(view.post)[2]
 
 
 # A feed page read from its views by compiled plans (bff/row_lists.py): what `PostEdge.from_view`
@@ -91,7 +116,7 @@ POST_ROWS = RowProjection(
     {
         "id": Read("post.id", convert=functools.partial(memoized_global_id, "Post")),
         "body": Read("post.body"),
-        "createdAt": Read("post.created_at"),
+        "createdAt": Read(convert=view_created_at_text, serialized=True),
         "likeCount": Read("stats.like_count"),
         "viewerHasLiked": Read("stats.viewer_has_liked"),
         "author": Read("author", rows=USER_ROWS),

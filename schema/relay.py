@@ -76,7 +76,12 @@ def parse_id(value: str, type_name: str, argument: str) -> int:
 
 @functools.lru_cache(maxsize=_MEMO_SIZE)  # a post's cursor, read by every feed that shows it
 def encode_feed_cursor(created_at: datetime, post_id: int) -> str:
-    return base64.b64encode(f"{created_at.isoformat()}|{post_id}".encode()).decode()
+    return feed_cursor_of(created_at.isoformat(), post_id)
+
+
+def feed_cursor_of(created_at_iso: str, post_id: int) -> str:
+    """A feed cursor from its post's `created_at.isoformat()` (for callers that hold it already)."""
+    return base64.b64encode(f"{created_at_iso}|{post_id}".encode()).decode()
 
 
 def decode_feed_cursor(cursor: str) -> tuple[datetime, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,10 @@ from bff.db import Database, StatementCounter, current_counter
 from bff.errors import format_error
 from bff.row_lists import RowList
 from resolvers.context import Context
-from resolvers.rows import UserRow
+from resolvers.rows import PostRow, PostView, UserRow
 from schema.feed import EDGE_ROWS, POST_ROWS
 from schema.games import LEADERBOARD_ROWS
-from schema.relay import to_global_id
+from schema.relay import decode_global_id, encode_feed_cursor, to_global_id
 from schema.users import USER_ROWS, User
 
 OPS = Path(__file__).parent / "ops"
@@ -415,6 +415,51 @@ async def test_a_row_missing_a_value_sends_the_list_to_the_objects_and_their_res
     # The list left its rows (one), then the edge whose post holds no like count left its fused
     # selection for the generic function (one more); the other 19 edges stayed fused.
     assert fallbacks_of("PostEdge") == before + 2
+
+
+async def test_a_post_text_that_is_not_a_string_sends_the_list_to_the_objects(app: Starlette) -> None:
+    """A `serialized` read answers its value only when it is a str: anything else abandons the
+    rows and the objects (strawberry's DateTime) answer."""
+    from schema import feed as feed_types
+
+    home = op("home-relay.json")
+    document = parse(home["query"])
+    expected = await run_core(app, document, "Home", home["variables"], 7)
+    first = expected.data["feed"]["edges"][0]["node"] if expected.data else None
+    assert first is not None
+    decoded = decode_global_id(first["id"])
+    assert decoded is not None
+    post_id = decoded[1]
+    created_at, cursor, _ = feed_types._TEXTS[post_id]
+    feed_types._TEXTS[post_id] = (created_at, cursor, 12345)  # type: ignore[assignment]
+    try:
+        before = fallbacks_of("PostEdge")
+        plan = compile_operation(app.state.services.schema, document, "Home")
+        assert plan is not None
+        got = await execute_plan(plan, context(app, 7), home["variables"])
+    finally:
+        feed_types._TEXTS.pop(post_id, None)
+    assert got.errors is None and got.data == expected.data
+    assert fallbacks_of("PostEdge") == before + 1
+
+
+def test_post_texts_follow_the_rows_created_at_and_its_zone() -> None:
+    from schema.feed import view_created_at_text, view_cursor
+
+    def view(post_id: int, created_at: datetime) -> PostView:
+        return PostView(PostRow(post_id, 1, "b", created_at), None, None)
+
+    moment = datetime(2026, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    first = view(987_654_321, moment)
+    assert view_created_at_text(first) == moment.isoformat()
+    assert view_cursor(first) == encode_feed_cursor(moment, 987_654_321)
+    later = moment.replace(second=16)
+    assert view_created_at_text(view(987_654_321, later)) == later.isoformat()
+    assert view_cursor(view(987_654_321, later)) == encode_feed_cursor(later, 987_654_321)
+    # The same instant in another zone is equal as a datetime, but its text is its own.
+    elsewhere = later.astimezone(timezone(timedelta(hours=2)))
+    assert elsewhere == later
+    assert view_created_at_text(view(987_654_321, elsewhere)) == elsewhere.isoformat() != later.isoformat()
 
 
 def fallbacks_of(type_name: str) -> float:
