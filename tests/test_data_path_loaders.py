@@ -184,3 +184,33 @@ def test_local_entries_expire_between_80_and_100_percent_of_the_ttl() -> None:
     expiries = [entry[0] - started for entry in layer._entries.values()]
     assert all(8.0 <= e <= 10.0 + 0.5 for e in expiries)
     assert max(expiries) - min(expiries) > 1.0  # spread, not all at once
+
+
+async def test_a_gated_loader_holds_what_dataloader_init_would_set() -> None:
+    """GatedLoader skips DataLoader.__init__ (its inspect checks): the state must be the same,
+    so aiodataloader's own methods (load, load_many, dispatch) find what they expect."""
+    from aiodataloader import DataLoader
+
+    batches = Batches()
+    gated = GatedLoader(FetchGate(), batches.load)
+    plain: DataLoader[int, int] = DataLoader(batch_load_fn=batches.load, loop=asyncio.get_running_loop())
+    inherited = {
+        "loop",
+        "batch_load_fn",
+        "get_cache_key",
+        "_cache",
+        "_queue",
+        "batch",
+        "max_batch_size",
+        "cache",
+    }
+    for name in inherited:
+        mine, theirs = getattr(gated, name), getattr(plain, name)
+        if callable(theirs) and name == "get_cache_key":
+            assert mine(7) == theirs(7) == 7
+        else:
+            assert mine == theirs, name
+    assert set(vars(plain)) <= set(vars(gated)) | {"get_cache_key"}
+    # and it batches through aiodataloader's own path
+    assert await asyncio.gather(gated.load(1), gated.load(2)) == [10, 20]
+    assert batches.calls == [[1, 2]]
