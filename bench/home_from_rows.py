@@ -67,7 +67,7 @@ async def home_from_rows(ctx: Context, first: int, game_id: int) -> dict[str, An
 
     async def feed() -> tuple[list[Any], bool]:
         page = await feed_resolvers.list_feed(ctx, viewer_id, first, None)
-        views = await post_resolvers.hydrate(ctx, page.posts, stats=True, author=True)
+        views = await post_resolvers.hydrate(ctx, page.posts, stats=True, author=True, liked=page.liked)
         return views, page.has_next_page
 
     viewer, (views, has_next), board = await asyncio.gather(

@@ -141,6 +141,7 @@ _BY_KEYS_STATEMENTS = {
 class FeedPage:
     posts: list[PostRow]
     has_next_page: bool
+    liked: list[bool]  # whether the viewer likes each post, read by the page's statement
 
 
 async def list_feed(ctx: Context, viewer_id: int, first: int, after: tuple[datetime, int] | None) -> FeedPage:
@@ -217,7 +218,10 @@ async def _page_by_scan(
 
 
 def _page(ctx: Context, rows: list[Any], has_next_page: bool) -> FeedPage:
-    liked = ctx.loaders.viewer_liked_by_post_id
-    for row in rows:
-        liked.prime(row["id"], bool(row["liked"]))
-    return FeedPage([PostRow.from_db(r) for r in rows], has_next_page=has_next_page)
+    # The flags go to the page (hydrate reads them there) and to the loader, for any other
+    # field of this request that asks.
+    liked = [bool(row["liked"]) for row in rows]
+    loader = ctx.loaders.viewer_liked_by_post_id
+    for row, flag in zip(rows, liked, strict=True):
+        loader.prime(row["id"], flag)
+    return FeedPage([PostRow.from_db(r) for r in rows], has_next_page=has_next_page, liked=liked)

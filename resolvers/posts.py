@@ -9,22 +9,24 @@ from resolvers.rows import PostRow, PostStats, PostView, UserRow
 from resolvers.users import require_writer
 
 
-async def hydrate(ctx: Context, posts: list[PostRow], *, stats: bool, author: bool) -> list[PostView]:
+async def hydrate(
+    ctx: Context, posts: list[PostRow], *, stats: bool, author: bool, liked: list[bool] | None = None
+) -> list[PostView]:
     """Attach what the selection asked for, one batched load per kind for the whole page.
 
     Every list is started before the first await: keys nobody holds are enqueued together and
     join one batch per loader, with no Task; lists already known are answered without waiting.
+    `liked`: whether the viewer likes each post, when the caller read it with the posts (the feed).
     """
     loaders = ctx.loaders
     ids = [p.id for p in posts]
     counts = loaders.like_count_by_post_id.load_all(ids) if stats else None
-    liked = loaders.viewer_liked_by_post_id.load_all(ids) if stats else None
+    liked_loads = loaders.viewer_liked_by_post_id.load_all(ids) if stats and liked is None else None
     authors = loaders.user_by_id.load_all([p.author_id for p in posts]) if author else None
-    stats_list = (
-        [PostStats(c, v) for c, v in zip(await counts, await liked, strict=True)]
-        if counts is not None and liked is not None
-        else [None] * len(posts)
-    )
+    stats_list: list[PostStats | None] = [None] * len(posts)
+    if counts is not None:
+        flags = liked if liked_loads is None else await liked_loads
+        stats_list = [PostStats(c, v) for c, v in zip(await counts, flags or (), strict=True)]
     author_list = await authors if authors is not None else [None] * len(posts)
     return [PostView(p, s, a) for p, s, a in zip(posts, stats_list, author_list, strict=True)]
 

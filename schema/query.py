@@ -77,6 +77,7 @@ class Query:
             page.posts,
             stats=bool(want & {"likeCount", "viewerHasLiked"}),
             author="author" in want,
+            liked=page.liked,
         )
         return PostConnection.from_views(views, page.has_next_page, has_previous_page=cursor is not None)
 
