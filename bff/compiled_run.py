@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from asyncio import Future, ensure_future, gather
+from collections.abc import Awaitable, Coroutine, Generator
+from contextvars import Context, copy_context
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLOutputType, is_non_null_type, located_error
 from graphql.execution.executor import Executor
 from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, gather_with_cancel
+from graphql.pyutils import Path
 from strawberry.execution import optimized_is_awaitable
 
 if TYPE_CHECKING:
@@ -73,14 +76,106 @@ def execute_fields(run: Run, steps: list[Step], source: Any, path: Path | None) 
 
 
 async def gather_into(results: Any, pending: list[Any]) -> Any:
-    """Await the pending entries of a dict or list in place, concurrently like graphql-core."""
+    """Await the pending entries of a dict or list in place, concurrently like graphql-core.
+
+    graphql-core makes a Task per pending entry (`gather_with_cancel`). Here the coroutines are
+    started at once, in order, each in its own copy of the context as a Task would run it: one
+    that finishes without suspending (a value the cache held) needs no Task. The first one that
+    suspends is continued in this task (`_Resume`); the entries after it get Tasks, unstarted,
+    as graphql-core gives them, so no coroutine ever moves from the task it started in to
+    another (`asyncio.timeout` and `current_task()` inside a resolver stay right).
+
+    Errors as with `gather_with_cancel`: the first raised propagates once the others are
+    cancelled and settled. One difference: a Task's error waits for the coroutine continued
+    here to finish instead of cancelling it.
+    """
     if len(pending) == 1:
         results[pending[0]] = await results[pending[0]]
-    else:
-        awaited = await gather_with_cancel(*(results[key] for key in pending))
-        for key, value in zip(pending, awaited, strict=True):
-            results[key] = value
+        return results
+    inline: _Resume | None = None
+    inline_key: Any = None
+    later: list[Any] = []
+    for position, key in enumerate(pending):
+        awaitable = results[key]
+        if inline is not None or type(awaitable) is not CoroutineType:
+            later.append(key)
+            continue
+        context = copy_context()
+        try:
+            yielded = context.run(awaitable.send, None)
+        except StopIteration as done:
+            results[key] = done.value
+            continue
+        except BaseException:
+            # As graphql-core does with the siblings of a synchronous error: they run to the end
+            # in the background, their errors observed, while this one propagates.
+            _settle_in_background([results[k] for k in later] + [results[k] for k in pending[position + 1 :]])
+            raise
+        inline, inline_key = _Resume(awaitable, context, yielded), key
+    tasks = [ensure_future(results[key]) for key in later]
+    try:
+        if inline is not None:
+            results[inline_key] = await inline
+        if len(tasks) == 1:
+            results[later[0]] = await tasks[0]
+        elif tasks:
+            for key, value in zip(later, await gather(*tasks), strict=True):
+                results[key] = value
+    except BaseException as error:
+        for task in tasks:
+            task.cancel()  # a no-op on a task already done
+        if isinstance(error, Exception) and tasks:
+            await gather(*tasks, return_exceptions=True)  # settled before the error propagates
+        else:
+            for task in tasks:
+                task.add_done_callback(_retrieve)
+        raise
     return results
+
+
+class _Resume:
+    """An awaitable that continues a coroutine already stepped once (`yielded` is what its
+    first step gave up), in `context`: what `yield from` does, from the second step on."""
+
+    __slots__ = ("_context", "_coroutine", "_yielded")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], context: Context, yielded: Any) -> None:
+        self._coroutine = coroutine
+        self._context = context
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, run, yielded = self._coroutine, self._context.run, self._yielded
+        send, throw = coroutine.send, coroutine.throw
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as error:  # thrown in by the task: a cancellation
+                try:
+                    yielded = run(throw, error)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = run(send, sent)
+                except StopIteration as done:
+                    return done.value
+
+
+# Sibling futures settling after an error: referenced until done, or the loop could drop them.
+_settling: set[Future[Any]] = set()
+
+
+def _settle_in_background(awaitables: list[Any]) -> None:
+    if awaitables:
+        future = gather(*awaitables, return_exceptions=True)
+        _settling.add(future)
+        future.add_done_callback(_settling.discard)
+
+
+def _retrieve(task: Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # no "exception was never retrieved" for a sibling that failed too
 
 
 def _execute_field(run: Run, step: Step, source: Any, path: Path | None) -> Any:
