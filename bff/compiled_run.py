@@ -85,6 +85,12 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
     as graphql-core gives them, so no coroutine ever moves from the task it started in to
     another (`asyncio.timeout` and `current_task()` inside a resolver stay right).
 
+    The start order is the selection's, except that entries of a dict which suspended at
+    their last start here (`_suspended_last`: the feed's statement) start after the others
+    (the viewer and the leaderboard the cache held): all of Home's root fields then go without
+    a Task. The answer keeps the selection's order; siblings' order of execution is not one
+    GraphQL promises for queries.
+
     Errors as with `gather_with_cancel`: the first raised propagates once the others are
     cancelled and settled. One difference: a Task's error waits for the coroutine continued
     here to finish instead of cancelling it.
@@ -92,6 +98,12 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
     if len(pending) == 1:
         results[pending[0]] = await results[pending[0]]
         return results
+    site: tuple[Any, ...] | None = None
+    if type(results) is dict:
+        site = tuple(pending)
+        suspended = _suspended_last.get(site)
+        if suspended:
+            pending = [k for k in pending if k not in suspended] + [k for k in pending if k in suspended]
     inline: _Resume | None = None
     inline_key: Any = None
     later: list[Any] = []
@@ -112,6 +124,8 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
             _settle_in_background([results[k] for k in later] + [results[k] for k in pending[position + 1 :]])
             raise
         inline, inline_key = _Resume(awaitable, context, yielded), key
+    if site is not None:
+        _note_suspended(site, inline_key, later)
     tasks = [ensure_future(results[key]) for key in later]
     try:
         if inline is not None:
@@ -131,6 +145,25 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
                 task.add_done_callback(_retrieve)
         raise
     return results
+
+
+# Per dict selection (its pending keys), those that suspended when last started here. Bounded:
+# cleared when full (it only orders starts).
+_suspended_last: dict[tuple[Any, ...], frozenset[Any]] = {}
+_SITES = 1024
+
+
+def _note_suspended(site: tuple[Any, ...], inline_key: Any, later: list[Any]) -> None:
+    """Those started here that suspended (the inline one), and those not started (kept as
+    noted before): the others finished at once."""
+    before = _suspended_last.get(site, frozenset())
+    now = frozenset(k for k in later if k in before)
+    if inline_key is not None:
+        now |= {inline_key}
+    if now != before:
+        if len(_suspended_last) >= _SITES:
+            _suspended_last.clear()
+        _suspended_last[site] = now
 
 
 class _Resume:
