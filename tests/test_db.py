@@ -63,8 +63,9 @@ async def test_a_rolled_back_transaction_leaves_nothing(database_url: str) -> No
 
 
 async def test_statements_outside_a_transaction_run_concurrently_and_are_counted(postgres_url: str) -> None:
-    """Concurrent statements outside a transaction each take a pooled connection of their own."""
-    db = Database(postgres_url, pool_min=1, pool_max=3)
+    """Concurrent statements outside a transaction each take a pooled connection of their own, up
+    to half the pool (the rest is left to transactions)."""
+    db = Database(postgres_url, pool_min=1, pool_max=6)
     await db.connect()
     counter = StatementCounter()
     token = current_counter.set(counter)
@@ -98,40 +99,33 @@ async def test_statements_one_after_another_run_on_one_kept_connection(postgres_
     async with connected(postgres_url, 4) as db:
         pids = [await db.fetch_val(PID) for _ in range(6)]
         assert len(set(pids)) == 1
-        # Four at once: four connections; then it keeps half the pool (2), the rest went back.
-        await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(4)))
-        assert db._lender is not None and len(db._lender.idle) == 2
+        # Four at once: at most half the pool (2) lent, the other two wait for them; both kept.
+        pids = await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(4)))
+        assert len(set(pids)) == 2
+        assert db._lender is not None and len(db._lender.idle) == 2 and db._lender.held == 2
         async with db.transaction():  # the pool still has connections for transactions
             await db.execute("INSERT INTO games (id, name) VALUES (:id, :name)", {"id": GAME, "name": "Kept"})
         assert await _game(db) == "Kept"
 
 
-async def test_a_statement_ending_while_others_wait_for_a_connection_gives_its_own_back(
-    postgres_url: str,
-) -> None:
-    """Kept, it would go to the next newcomer while the oldest waiter stays queued in the pool."""
-    async with connected(postgres_url, 2) as db:  # keeps 1
-        await db.fetch_val(PID)
-        lender = db._lender
-        assert lender is not None
-        released: list[tuple[int, int]] = []  # (statements waiting, connections kept) at each release
-        pool = lender.pool
+async def test_statements_waiting_for_a_connection_get_one_oldest_first(postgres_url: str) -> None:
+    """One connection lent (a pool of 2 keeps 1): statements started one after the other end in
+    that order, each on the connection the one before handed on."""
+    async with connected(postgres_url, 2) as db:
+        ended: list[int] = []
 
-        class Recorded:
-            async def acquire(self) -> object:
-                return await pool.acquire()
+        async def statement(n: int) -> int:
+            pid = await db.fetch_val(f"{PID} FROM pg_sleep(0.02)")
+            ended.append(n)
+            return int(pid)
 
-            async def release(self, connection: object) -> None:
-                released.append((lender.waiting, len(lender.idle)))
-                await pool.release(connection)
-
-        lender.pool = Recorded()
-        statements = [db.fetch_val("SELECT 1 FROM pg_sleep(0.1)") for _ in range(3)]
-        assert await asyncio.gather(*statements) == [1, 1, 1]  # two run, the third waits
-        # The first to end gave its connection to the waiter, though nothing was kept yet.
-        assert released and released[0] == (1, 0)
-        assert len(lender.idle) == 1  # then, nobody waiting, one is kept again
-        lender.pool = pool
+        tasks = []
+        for n in range(5):
+            tasks.append(asyncio.create_task(statement(n)))
+            await asyncio.sleep(0.005)  # started in order, while the first holds the connection
+        pids = await asyncio.gather(*tasks)
+        assert ended == [0, 1, 2, 3, 4] and len(set(pids)) == 1
+        assert db._lender is not None and db._lender.held == 1 and len(db._lender.idle) == 1
 
 
 async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_pool(
@@ -148,9 +142,10 @@ async def test_a_failed_or_cancelled_statement_gives_its_connection_back_to_the_
         with pytest.raises(asyncio.CancelledError):
             await slow
         assert db._lender.idle == []
-        # Both connections are usable again: no "another operation is in progress".
+        # The pool's connections are usable again: no "another operation is in progress".
         pids = await asyncio.gather(*(db.fetch_val(f"{PID} FROM pg_sleep(0.05)") for _ in range(2)))
-        assert len(set(pids)) == 2 and await db.fetch_val("SELECT 41 + 1") == 42
+        assert None not in pids and await db.fetch_val("SELECT 41 + 1") == 42
+        assert db._lender.held == 1
         assert kept is not None
 
 
