@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from itertools import islice
 from typing import cast
 
 import strawberry
@@ -91,9 +92,12 @@ def _post_texts(post: PostRow) -> tuple[datetime, str, str]:
     texts = _TEXTS.get(post.id)
     if texts is None or texts[0] != created_at or texts[0].tzinfo is not created_at.tzinfo:
         iso = created_at.isoformat()
+        if len(_TEXTS) >= _TEXTS_SIZE:
+            # The older half at once. One oldest entry per insert would cost a scan from the front
+            # of the dict past every entry deleted before it (until the dict is rebuilt).
+            for stale in list(islice(_TEXTS, _TEXTS_SIZE // 2)):
+                del _TEXTS[stale]
         texts = _TEXTS[post.id] = (created_at, feed_cursor_of(iso, post.id), iso)
-        if len(_TEXTS) > _TEXTS_SIZE:
-            del _TEXTS[next(iter(_TEXTS))]  # the oldest entry
     return texts
 
 

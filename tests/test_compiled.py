@@ -462,6 +462,19 @@ def test_post_texts_follow_the_rows_created_at_and_its_zone() -> None:
     assert view_created_at_text(view(987_654_321, elsewhere)) == elsewhere.isoformat() != later.isoformat()
 
 
+def test_post_texts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schema import feed as feed_types
+
+    monkeypatch.setattr(feed_types, "_TEXTS", {})
+    monkeypatch.setattr(feed_types, "_TEXTS_SIZE", 4)
+    moment = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    for post_id in range(1, 11):
+        view = PostView(PostRow(post_id, 1, "b", moment), None, None)
+        assert feed_types.view_cursor(view) == encode_feed_cursor(moment, post_id)
+        assert len(feed_types._TEXTS) <= 4
+    assert 10 in feed_types._TEXTS  # the newest stays
+
+
 def fallbacks_of(type_name: str) -> float:
     return REGISTRY.get_sample_value("bff_fused_fallbacks_total", {"type": type_name}) or 0.0
 
