@@ -28,6 +28,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import Gauge
+
+# Statements waiting for a lent connection: above zero for long, DB_POOL_MAX is too small for the
+# load (or Postgres too slow for it). Not a fast-path cost: touched only by a statement that waits.
+WAITING = Gauge("bff_db_statements_waiting", "Statements waiting for a lent Postgres connection")
+
 
 class Lender:
     def __init__(self, pool: Any, keep: int) -> None:
@@ -62,6 +68,7 @@ class Lender:
                 return await self._acquire()
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting.append(waiter)
+        WAITING.inc()
         try:
             connection = await waiter
         except BaseException:
@@ -70,6 +77,8 @@ class Lender:
             else:
                 self.waiting.remove(waiter)
             raise
+        finally:
+            WAITING.dec()
         return connection if connection is not None else await self._acquire()
 
     async def _acquire(self) -> Any:

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bff.pg_lender import Lender
 
@@ -62,6 +63,7 @@ async def test_waiting_statements_get_the_connection_oldest_first_and_newcomers_
     waiting = [asyncio.create_task(lender.run("fetch", label, ())) for label in ("b", "c")]
     await settle()
     assert len(lender.waiting) == 2 and pool.made == 1
+    assert waiting_gauge() == 2  # in /metrics while they wait
     open_gate(pool, "a")
     await asyncio.sleep(0)  # `a` ended and handed its connection to `b`, which has not run yet
     newcomer = asyncio.create_task(lender.run("fetch", "d", ()))
@@ -71,6 +73,11 @@ async def test_waiting_statements_get_the_connection_oldest_first_and_newcomers_
     assert await first == "a@c1"
     assert await asyncio.gather(*waiting, newcomer) == ["b@c1", "c@c1", "d@c1"]
     assert pool.made == 1 and pool.released == [] and lender.idle == [pool.connections[0]]
+    assert waiting_gauge() == 0
+
+
+def waiting_gauge() -> float:
+    return REGISTRY.get_sample_value("bff_db_statements_waiting") or 0.0
 
 
 async def test_a_failed_statement_gives_its_connection_back_and_the_next_waiter_acquires_one() -> None:
@@ -110,13 +117,7 @@ async def test_a_statement_cancelled_while_waiting_leaves_the_line_and_passes_on
     assert await first == "a@c1" and await third == "c@c1"
     with pytest.raises(asyncio.CancelledError):
         await kept[0]
-    assert pool.made == 1 and lender.waiting == deque_empty()
-
-
-def deque_empty() -> Any:
-    from collections import deque
-
-    return deque()
+    assert pool.made == 1 and not lender.waiting and waiting_gauge() == 0
 
 
 async def test_after_close_nothing_is_kept() -> None:
