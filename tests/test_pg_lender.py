@@ -50,6 +50,13 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def started(lender: Lender, label: str) -> asyncio.Task[Any]:
+    """A statement `label` running (or waiting) once the loop has turned a few times."""
+    task = asyncio.create_task(lender.run("fetch", label, ()))
+    await settle()
+    return task
+
+
 def open_gate(pool: Pool, label: str) -> None:
     for connection in pool.connections:
         connection.gates.setdefault(label, asyncio.Event()).set()
@@ -58,10 +65,8 @@ def open_gate(pool: Pool, label: str) -> None:
 async def test_waiting_statements_get_the_connection_oldest_first_and_newcomers_queue() -> None:
     pool = Pool()
     lender = Lender(pool, keep=1)
-    first = asyncio.create_task(lender.run("fetch", "a", ()))
-    await settle()
-    waiting = [asyncio.create_task(lender.run("fetch", label, ())) for label in ("b", "c")]
-    await settle()
+    first = await started(lender, "a")
+    waiting = [await started(lender, label) for label in ("b", "c")]
     assert len(lender.waiting) == 2 and pool.made == 1
     assert waiting_gauge() == 2  # in /metrics while they wait
     open_gate(pool, "a")
@@ -83,10 +88,8 @@ def waiting_gauge() -> float:
 async def test_a_failed_statement_gives_its_connection_back_and_the_next_waiter_acquires_one() -> None:
     pool = Pool()
     lender = Lender(pool, keep=1)
-    failing = asyncio.create_task(lender.run("fetch", "fail", ()))
-    await settle()
-    after = asyncio.create_task(lender.run("fetch", "b", ()))
-    await settle()
+    failing = await started(lender, "fail")
+    after = await started(lender, "b")
     open_gate(pool, "fail")
     with pytest.raises(ValueError, match="fail"):
         await failing
@@ -99,34 +102,29 @@ async def test_a_failed_statement_gives_its_connection_back_and_the_next_waiter_
 async def test_a_statement_cancelled_while_waiting_leaves_the_line_and_passes_on_what_it_got() -> None:
     pool = Pool()
     lender = Lender(pool, keep=1)
-    first = asyncio.create_task(lender.run("fetch", "a", ()))
-    await settle()
+    first = await started(lender, "a")
     gone = asyncio.create_task(lender.run("fetch", "x", ()))
-    kept: list[Any] = [asyncio.create_task(lender.run("fetch", "b", ()))]
-    await settle()
+    handed = await started(lender, "b")
     gone.cancel()  # cancelled in line
     await settle()
     assert len(lender.waiting) == 1
     # Handed over and cancelled before running: the connection goes on to the next in line.
-    third = asyncio.create_task(lender.run("fetch", "c", ()))
-    await settle()
+    third = await started(lender, "c")
     open_gate(pool, "a")
     await asyncio.sleep(0)
-    kept[0].cancel()
+    handed.cancel()
     open_gate(pool, "c")
     assert await first == "a@c1" and await third == "c@c1"
     with pytest.raises(asyncio.CancelledError):
-        await kept[0]
+        await handed
     assert pool.made == 1 and not lender.waiting and waiting_gauge() == 0
 
 
 async def test_after_close_nothing_is_kept() -> None:
     pool = Pool()
     lender = Lender(pool, keep=2)
-    running = asyncio.create_task(lender.run("fetch", "a", ()))
-    await settle()
-    idle_one = asyncio.create_task(lender.run("fetch", "b", ()))
-    await settle()
+    running = await started(lender, "a")
+    idle_one = await started(lender, "b")
     open_gate(pool, "b")
     await idle_one
     await lender.close()
