@@ -6,10 +6,10 @@ BENCH_SECRET=bff-development-secret-do-not-use-in-production-bench
 bff_start() {  # bff_start <database url> <port> <tokens file>
   local db="$1" port="$2" tokens="$3"
   pushd "${BFF_CODE:-$ROOT}" >/dev/null  # uvicorn's --app-dir "." puts this checkout first
+  # `bff run`, as the Procfile serves it: several workers each listen on a socket of their own.
   DATABASE_URL="$db" LOG_LEVEL=WARNING RATE_LIMIT_ENABLED=false BFF_ENV=production JWT_SECRET="$BENCH_SECRET" \
-    nohup taskset -c "$SERVER_CPU" "$ROOT/.venv/bin/uvicorn" bff.app:create_app --factory --host 127.0.0.1 \
-    --port "$port" --workers "${BFF_WORKERS:-1}" --loop uvloop --http httptools --no-access-log --log-level warning \
-    > "$WORK/.run/logs/bff-$port.log" 2>&1 &
+    nohup taskset -c "$SERVER_CPU" "$ROOT/.venv/bin/python" -m bff.cli run --no-migrate --host 127.0.0.1 \
+    --port "$port" --workers "${BFF_WORKERS:-1}" > "$WORK/.run/logs/bff-$port.log" 2>&1 &
   BFF_PID=$!
   JWT_SECRET="$BENCH_SECRET" JWT_TTL_SECONDS=86400 "$ROOT/.venv/bin/bff" token --user 1 --count 10000 > "$tokens"
   popd >/dev/null

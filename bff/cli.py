@@ -25,15 +25,18 @@ def run(
         None, help="Seed this size first when the database is empty (tiny|small|medium)"
     ),
 ) -> None:
-    """Serve the BFF with uvicorn (GraphQL, WebSocket and the playground on /graphql)."""
+    """Serve the BFF with uvicorn (GraphQL, WebSocket and the playground on /graphql); several
+    workers each listen on a socket of their own (bff/workers.py)."""
     import uvicorn
+
+    from bff import workers as worker_processes
 
     settings = load_settings()
     if migrate:
         _migrate(settings.database_url)
     if seed:
         _seed(settings.database_url, seed, reset=False)
-    uvicorn.run(
+    config = uvicorn.Config(
         "bff.app:create_app",
         factory=True,
         host=host or settings.host,
@@ -47,6 +50,7 @@ def run(
         ws_per_message_deflate=False,
         ws="bff.ws_protocol:WebSocketProtocol",  # uvicorn's, holding less per idle socket
     )
+    worker_processes.run(config)
 
 
 def _migrate(database_url: str) -> None:

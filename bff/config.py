@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="interface `bff run` binds")
     port: int = Field(8000, description="port `bff run` binds")
-    web_concurrency: int = Field(1, ge=1, description="uvicorn worker processes for `bff run`")
+    web_concurrency: int = Field(
+        1,
+        ge=1,
+        description="worker processes for `bff run`, each on a listening socket of its own (SO_REUSEPORT)",
+    )
 
     database_url: str = Field(
         "sqlite:///./bff.db", description="postgresql://… for Postgres; sqlite:///path for the embedded file"
