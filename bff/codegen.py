@@ -78,7 +78,7 @@ _EPILOGUE = """\
         raise
     if p is None:
         return r
-    return gather_into(r, p)
+    return gather_into(run, r, p)
 """
 _PENDING = """\
 {i}if type(v) not in done and is_awaitable(v):

@@ -187,7 +187,7 @@ class ListOf(Completer):
             raise
         if not pending:
             return completed
-        return gather_into(completed, pending)
+        return gather_into(run, completed, pending)
 
 
 _UNSET: Any = object()

@@ -72,10 +72,10 @@ def execute_fields(run: Run, steps: list[Step], source: Any, path: Path | None) 
         raise
     if not pending:
         return results
-    return gather_into(results, pending)
+    return gather_into(run, results, pending)
 
 
-async def gather_into(results: Any, pending: list[Any]) -> Any:
+async def gather_into(run: Run, results: Any, pending: list[Any]) -> Any:
     """Await the pending entries of a dict or list in place, concurrently like graphql-core.
 
     graphql-core makes a Task per pending entry (`gather_with_cancel`). Here the coroutines are
@@ -119,9 +119,11 @@ async def gather_into(results: Any, pending: list[Any]) -> Any:
             results[key] = done.value
             continue
         except BaseException:
-            # As graphql-core does with the siblings of a synchronous error: they run to the end
-            # in the background, their errors observed, while this one propagates.
-            _settle_in_background([results[k] for k in later] + [results[k] for k in pending[position + 1 :]])
+            # As with the siblings of any synchronous error (execute_fields above, the generated
+            # epilogues): they run to the end in the background, their errors observed.
+            run.executor.settle_in_background(
+                [results[k] for k in later] + [results[k] for k in pending[position + 1 :]]
+            )
             raise
         inline, inline_key = _Resume(awaitable, context, yielded), key
     if site is not None:
@@ -193,17 +195,6 @@ class _Resume:
                     yielded = run(send, sent)
                 except StopIteration as done:
                     return done.value
-
-
-# Sibling futures settling after an error: referenced until done, or the loop could drop them.
-_settling: set[Future[Any]] = set()
-
-
-def _settle_in_background(awaitables: list[Any]) -> None:
-    if awaitables:
-        future = gather(*awaitables, return_exceptions=True)
-        _settling.add(future)
-        future.add_done_callback(_settling.discard)
 
 
 def _retrieve(task: Future[Any]) -> None:
