@@ -9,8 +9,8 @@ builds the answer from the rows in one generated loop (bff/codegen_fused.py's
 does not cover, a row whose value needs a resolver) iterates the list and gets the objects
 `build` makes, exactly those the resolver returned before.
 
-The projection must answer what the built object answers, field for field: tests/test_row_lists.py
-compares both for every projection of the schema.
+The projection must answer what the built object answers, field for field: tests/test_compiled.py
+compares both for a selection of every projected field.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class GatedLoader(DataLoader[K, V]):
     ) -> None:
         # What `DataLoader.__init__` sets for these arguments, without its checks of `batch_fn`
         # (through `inspect`: ~1 µs per loader, 3-4 loaders per request); each is a bound async
-        # method of Loaders. tests/test_loaders.py compares the two states.
+        # method of Loaders. tests/test_data_path_loaders.py compares the two states.
         self.loop = asyncio.get_running_loop()
         self.batch_load_fn = batch_fn
         self.get_cache_key = _same_key

@@ -74,7 +74,8 @@ def parse_id(value: str, type_name: str, argument: str) -> int:
     return decoded[1]
 
 
-@functools.lru_cache(maxsize=_MEMO_SIZE)  # a post's cursor, read by every feed that shows it
+# The reference encoding (tests, bench/home_from_rows.py); the feed keeps its texts per post id (schema/feed.py).
+@functools.lru_cache(maxsize=_MEMO_SIZE)
 def encode_feed_cursor(created_at: datetime, post_id: int) -> str:
     return feed_cursor_of(created_at.isoformat(), post_id)
 
