@@ -15,25 +15,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 WORK="$ROOT/.tmp/peers"
-# Commits by their short hashes: a worktree is named after the commit it holds, so a name such
-# as HEAD or a branch, which moves, never reuses a worktree made for another commit.
-REV_A="$(git rev-parse --short "$1^{commit}")" REV_B="$(git rev-parse --short "$2^{commit}")" ROUNDS="${3:-4}"
+ROUNDS="${3:-4}"
 DURATION="${DURATION:-10}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BFF_PORT="${BFF_PORT:-18010}"
 OUT="$ROOT/.tmp/ab/results.jsonl"
 . "$ROOT/bench/bff_server.sh"
+REV_A="$(ab_worktree "$1")" REV_B="$(ab_worktree "$2")"  # commits by their short hashes
 harness_up
 mkdir -p "$ROOT/.tmp/ab"
 : > "$OUT"
-for rev in "$REV_A" "$REV_B"; do
-  dir="$ROOT/.tmp/ab/$rev"
-  [ -d "$dir" ] || git -C "$ROOT" worktree add -q --detach "$dir" "$rev"
-done
 serve() {  # serve <label> <rev>
   BFF_CODE="$ROOT/.tmp/ab/$2" bff_start_bench "$BFF_PORT"
-  ./bench-query "$1" "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$WORK/.run/bff-tokens.txt" \
-    --server-pid "$BFF_PID" --concurrency 16 --duration "$DURATION" --warmup 3 --out "$OUT" >/dev/null 2>&1
+  load_home "$1" 16 "$DURATION" "$OUT" >/dev/null 2>&1
   bff_stop
 }
 trap 'bff_stop 2>/dev/null || true' EXIT

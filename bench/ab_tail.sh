@@ -20,21 +20,17 @@ SERVER_CPU="${SERVER_CPU:-0}"
 BFF_PORT="${BFF_PORT:-18012}"
 OUT="$ROOT/.tmp/ab/tail.jsonl"
 . "$ROOT/bench/bff_server.sh"
+revs=()
+for rev in "$@"; do
+  revs+=("$(ab_worktree "$rev")")
+done
 harness_up
 mkdir -p "$ROOT/.tmp/ab"
 : > "$OUT"
-revs=()
-for rev in "$@"; do
-  short="$(git -C "$ROOT" rev-parse --short "$rev^{commit}")"
-  revs+=("$short")
-  dir="$ROOT/.tmp/ab/$short"
-  [ -d "$dir" ] || git -C "$ROOT" worktree add -q --detach "$dir" "$short"
-done
 trap 'bff_stop 2>/dev/null || true' EXIT
 for rev in "${revs[@]}"; do
   BFF_CODE="$ROOT/.tmp/ab/$rev" bff_start_bench "$BFF_PORT"
-  ./bench-query "$rev" "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$WORK/.run/bff-tokens.txt" \
-    --server-pid "$BFF_PID" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 3 --out "$OUT" >/dev/null 2>&1
+  load_home "$rev" "$CONCURRENCY" "$DURATION" "$OUT" >/dev/null 2>&1
   bff_stop
 done
 cd "$ROOT"

@@ -35,3 +35,16 @@ harness_up() {  # for tools run after one `make bench`: into its copy, its Postg
 bff_start_bench() {  # bff_start_bench <port>: on the harness's bff_bench database, with its tokens
   bff_start "postgresql://postgres@127.0.0.1:$PG_PORT/bff_bench" "$1" "$WORK/.run/bff-tokens.txt"
 }
+
+load_home() {  # load_home <label> <concurrency> <duration s> <out.jsonl> [warm-up s]: the harness's Home load on the bff_start_bench server
+  ./bench-query "$1" "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json "tokens:$WORK/.run/bff-tokens.txt" \
+    --server-pid "$BFF_PID" --concurrency "$2" --duration "$3" --warmup "${5:-3}" --out "$4"
+}
+
+ab_worktree() {  # ab_worktree <rev>: prints its short hash, with a worktree of it in .tmp/ab/<hash> (made once)
+  # By hash: a name such as HEAD or a branch, which moves, never reuses a worktree made for another commit.
+  local short
+  short="$(git -C "$ROOT" rev-parse --short "$1^{commit}")"
+  [ -d "$ROOT/.tmp/ab/$short" ] || git -C "$ROOT" worktree add -q --detach "$ROOT/.tmp/ab/$short" "$short" >&2
+  echo "$short"
+}

@@ -20,9 +20,7 @@ RAW="$ROOT/.tmp/profile-home.raw"
 harness_up
 bff_start_bench "$BFF_PORT"
 trap bff_stop EXIT
-./bench-query bff-profiled "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json \
-  "tokens:$WORK/.run/bff-tokens.txt" --server-pid "$BFF_PID" --concurrency 16 \
-  --duration "$((SECONDS_SAMPLED + 15))" --warmup 5 --out "$ROOT/.tmp/profile-home.jsonl" \
+load_home bff-profiled 16 "$((SECONDS_SAMPLED + 15))" "$ROOT/.tmp/profile-home.jsonl" 5 \
   > "$ROOT/.tmp/profile-home.log" 2>&1 &
 LOAD=$!
 sleep 12  # past the check and the warm-up

@@ -23,9 +23,7 @@ harness_up
 trap 'bff_stop 2>/dev/null || true' EXIT
 for run in $(seq "$RUNS"); do
   bff_start_bench "$BFF_PORT"
-  ./bench-query "balance-$run" "http://127.0.0.1:$BFF_PORT/graphql" ops/home-relay.json \
-    "tokens:$WORK/.run/bff-tokens.txt" --server-pid "$BFF_PID" --concurrency "$CONCURRENCY" \
-    --duration 10 --warmup 3 --out "$OUT" >/dev/null 2>&1 &
+  load_home "balance-$run" "$CONCURRENCY" 10 "$OUT" >/dev/null 2>&1 &
   load=$!
   sleep 11
   spread="$(ss -tnp state established "( sport = :$BFF_PORT )" | grep -o 'pid=[0-9]*' | sort | uniq -c \
